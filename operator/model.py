@@ -1,0 +1,325 @@
+"""Status and observation types shared by the planner, the applier and the plugin.
+
+Status round-trips through the `.status` dict (camelCase, RFC 3339 times) so the planner works on
+typed values and the applier can compare old and new status to write only changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+Phase = Literal["Pending", "Rejected", "Progressing", "Paused", "Promoted", "RolledBack", "Degraded"]
+Verdict = Literal["Passed", "Failed", "Inconclusive"]
+
+
+def fmt_time(t: datetime | None) -> str | None:
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if t else None
+
+
+def parse_time(text: Any) -> datetime | None:
+    if not isinstance(text, str) or not text:
+        return None
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class Track:
+    """One served model version and the Deployment that serves it."""
+
+    version: str
+    model_uri: str
+    deployment: str
+    run_id: str | None = None
+    gate_value: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return _drop_none(
+            {
+                "version": self.version,
+                "modelUri": self.model_uri,
+                "deployment": self.deployment,
+                "runId": self.run_id,
+                "gateValue": self.gate_value,
+            }
+        )
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None) -> Track | None:
+        if not d or not d.get("version"):
+            return None
+        return cls(
+            version=str(d["version"]),
+            model_uri=str(d.get("modelUri", "")),
+            deployment=str(d.get("deployment", "")),
+            run_id=d.get("runId"),
+            gate_value=d.get("gateValue"),
+        )
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    revision: int
+    version: str
+    model_uri: str
+    deployment: str
+    gate_value: float | None = None
+    promoted_at: datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return _drop_none(
+            {
+                "revision": self.revision,
+                "version": self.version,
+                "modelUri": self.model_uri,
+                "deployment": self.deployment,
+                "gateValue": self.gate_value,
+                "promotedAt": fmt_time(self.promoted_at),
+            }
+        )
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> HistoryEntry:
+        return cls(
+            revision=int(d.get("revision", 0)),
+            version=str(d.get("version", "")),
+            model_uri=str(d.get("modelUri", "")),
+            deployment=str(d.get("deployment", "")),
+            gate_value=d.get("gateValue"),
+            promoted_at=parse_time(d.get("promotedAt")),
+        )
+
+    def track(self) -> Track:
+        return Track(
+            version=self.version,
+            model_uri=self.model_uri,
+            deployment=self.deployment,
+            gate_value=self.gate_value,
+        )
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """A registry answer: spec.model resolved to an exact version and its immutable artifact URI."""
+
+    version: str
+    model_uri: str
+    run_id: str | None
+    gate_value: float | None  # None: the source run has no such metric
+    request: str = ""  # the spec.model request this answers (ModelRef.request)
+    at: datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return _drop_none(
+            {
+                "version": self.version,
+                "modelUri": self.model_uri,
+                "runId": self.run_id,
+                "gateValue": self.gate_value,
+                "request": self.request,
+                "at": fmt_time(self.at),
+            }
+        )
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None) -> Resolution | None:
+        if not d or not d.get("version"):
+            return None
+        return cls(
+            version=str(d["version"]),
+            model_uri=str(d.get("modelUri", "")),
+            run_id=d.get("runId"),
+            gate_value=d.get("gateValue"),
+            request=str(d.get("request", "")),
+            at=parse_time(d.get("at")),
+        )
+
+
+@dataclass(frozen=True)
+class RegistryFailure:
+    """The registry could not answer. Temporary: retry later. Permanent: the spec names nothing real."""
+
+    temporary: bool
+    reason: str  # CamelCase, e.g. RegistryUnreachable, ModelVersionNotFound
+    message: str
+
+
+@dataclass(frozen=True)
+class Abandoned:
+    """A version that was rejected or rolled back; it is not retried until the target changes."""
+
+    version: str
+    reason: str
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": self.version, "reason": self.reason, "message": self.message}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None) -> Abandoned | None:
+        if not d or not d.get("version"):
+            return None
+        return cls(
+            version=str(d["version"]), reason=str(d.get("reason", "")), message=str(d.get("message", ""))
+        )
+
+
+@dataclass(frozen=True)
+class Condition:
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str
+    message: str
+    last_transition_time: datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return _drop_none(
+            {
+                "type": self.type,
+                "status": self.status,
+                "reason": self.reason,
+                "message": self.message,
+                "lastTransitionTime": fmt_time(self.last_transition_time),
+            }
+        )
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Condition:
+        status = d.get("status", "Unknown")
+        return cls(
+            type=str(d.get("type", "")),
+            status=status if status in ("True", "False") else "Unknown",
+            reason=str(d.get("reason", "")),
+            message=str(d.get("message", "")),
+            last_transition_time=parse_time(d.get("lastTransitionTime")),
+        )
+
+
+@dataclass(frozen=True)
+class Status:
+    phase: Phase = "Pending"
+    message: str = ""
+    observed_generation: int | None = None
+    stable: Track | None = None
+    canary: Track | None = None
+    weight: int = 0
+    current_step_index: int | None = None
+    step_started_at: datetime | None = None
+    canary_not_ready_since: datetime | None = None
+    stable_not_ready_since: datetime | None = None
+    last_intent_id: str | None = None
+    abandoned: Abandoned | None = None
+    resolved: Resolution | None = None
+    history: tuple[HistoryEntry, ...] = ()
+    conditions: tuple[Condition, ...] = ()
+
+    def condition(self, type_: str) -> Condition | None:
+        return next((c for c in self.conditions if c.type == type_), None)
+
+    def with_condition(self, cond: Condition, now: datetime) -> Status:
+        """Set a condition; lastTransitionTime moves only when the status value flips."""
+        old = self.condition(cond.type)
+        since = old.last_transition_time if old and old.status == cond.status else now
+        others = tuple(c for c in self.conditions if c.type != cond.type)
+        new = replace(cond, last_transition_time=since)
+        return replace(self, conditions=tuple(sorted((*others, new), key=lambda c: c.type)))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The managed `.status` fields; absent values are explicit nulls so a merge patch clears them."""
+        return {
+            "phase": self.phase,
+            "message": self.message,
+            "observedGeneration": self.observed_generation,
+            "stable": self.stable.to_dict() if self.stable else None,
+            "canary": self.canary.to_dict() if self.canary else None,
+            "weight": self.weight,
+            "currentStepIndex": self.current_step_index,
+            "stepStartedAt": fmt_time(self.step_started_at),
+            "canaryNotReadySince": fmt_time(self.canary_not_ready_since),
+            "stableNotReadySince": fmt_time(self.stable_not_ready_since),
+            "lastIntentId": self.last_intent_id,
+            "abandoned": self.abandoned.to_dict() if self.abandoned else None,
+            "resolved": self.resolved.to_dict() if self.resolved else None,
+            "history": [h.to_dict() for h in self.history],
+            "conditions": [c.to_dict() for c in self.conditions],
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None) -> Status:
+        d = d or {}
+        phase = d.get("phase")
+        return cls(
+            phase=phase
+            if phase in ("Pending", "Rejected", "Progressing", "Paused", "Promoted", "RolledBack", "Degraded")
+            else "Pending",
+            message=str(d.get("message") or ""),
+            observed_generation=d.get("observedGeneration"),
+            stable=Track.from_dict(d.get("stable")),
+            canary=Track.from_dict(d.get("canary")),
+            weight=int(d.get("weight") or 0),
+            current_step_index=d.get("currentStepIndex"),
+            step_started_at=parse_time(d.get("stepStartedAt")),
+            canary_not_ready_since=parse_time(d.get("canaryNotReadySince")),
+            stable_not_ready_since=parse_time(d.get("stableNotReadySince")),
+            last_intent_id=d.get("lastIntentId"),
+            abandoned=Abandoned.from_dict(d.get("abandoned")),
+            resolved=Resolution.from_dict(d.get("resolved")),
+            history=tuple(HistoryEntry.from_dict(h) for h in d.get("history") or []),
+            conditions=tuple(Condition.from_dict(c) for c in d.get("conditions") or []),
+        )
+
+
+@dataclass(frozen=True)
+class DeploymentObs:
+    """What the cluster says about one serving Deployment the operator owns."""
+
+    name: str
+    version: str
+    replicas: int  # spec.replicas
+    ready_replicas: int
+    uid: str = ""
+    crash_looping: bool = False  # a pod in CrashLoopBackOff or restarting repeatedly
+    unschedulable: bool = False  # a pod the scheduler cannot place
+
+
+@dataclass(frozen=True)
+class AnalysisResult:
+    """The latest canary analysis verdict (written to status.lastAnalysis by the analysis controller)."""
+
+    verdict: Verdict
+    canary_version: str
+    evaluated_at: datetime
+    message: str = ""
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None) -> AnalysisResult | None:
+        if not d:
+            return None
+        verdict = d.get("verdict")
+        at = parse_time(d.get("evaluatedAt"))
+        if verdict not in ("Passed", "Failed", "Inconclusive") or at is None:
+            return None
+        return cls(
+            verdict=verdict,
+            canary_version=str(d.get("canaryVersion", "")),
+            evaluated_at=at,
+            message=str(d.get("message", "")),
+        )
+
+
+@dataclass(frozen=True)
+class Observed:
+    """Everything the planner may look at besides spec and status. `registry` is None when the
+    applier did not ask the registry this time (see planner.needs_resolution)."""
+
+    now: datetime
+    generation: int
+    deployments: Mapping[str, DeploymentObs] = field(default_factory=dict)
+    registry: Resolution | RegistryFailure | None = None
+    analysis: AnalysisResult | None = None

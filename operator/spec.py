@@ -1,0 +1,263 @@
+"""The ModelDeployment spec as typed, validated values.
+
+The CRD schema rejects most bad input at `kubectl apply`; this parser is the second line for
+objects that bypassed it (older CRD, direct etcd writes) and gives the planner typed values.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+GROUP = "mlrollout.io"
+VERSION = "v1alpha1"
+PLURAL = "modeldeployments"
+KIND = "ModelDeployment"
+
+_DURATION = re.compile(r"^([0-9]{1,6})(s|m|h)$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600}
+
+DEFAULT_STEPS: tuple[Mapping[str, Any], ...] = (
+    {"setWeight": 10},
+    {"pause": {"duration": "60s"}},
+    {"setWeight": 50},
+    {"pause": {"duration": "60s"}},
+    {"setWeight": 100},
+)
+
+
+class InvalidSpec(ValueError):
+    """The spec cannot be acted on; the message names the offending field."""
+
+
+def parse_duration(text: str, field_name: str) -> int:
+    """`90s`, `5m`, `1h` -> seconds."""
+    match = _DURATION.match(text)
+    if not match:
+        raise InvalidSpec(f"{field_name}: {text!r} is not a duration like 60s, 5m or 1h")
+    return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    name: str
+    version: str | None = None
+    alias: str | None = None
+
+    @property
+    def request(self) -> str:
+        """What the user asked for, as a stable string (used to notice spec changes)."""
+        return f"{self.name}@{self.version}" if self.version else f"{self.name}@alias:{self.alias}"
+
+
+@dataclass(frozen=True)
+class Gate:
+    metric: str = "f1_score"
+    threshold: float = 0.0
+    max_regression: float | None = None
+
+
+@dataclass(frozen=True)
+class Serving:
+    image: str
+    replicas: int = 2
+    port: int = 8080
+    resources: Mapping[str, Any] = field(default_factory=dict)
+    node_selector: Mapping[str, str] = field(default_factory=dict)
+    env: tuple[tuple[str, str], ...] = ()
+    auth_secret: str | None = None
+
+
+@dataclass(frozen=True)
+class SetWeight:
+    weight: int
+
+
+@dataclass(frozen=True)
+class Pause:
+    seconds: int | None  # None: until promoted
+
+
+@dataclass(frozen=True)
+class Analysis:
+    pass
+
+
+Step = SetWeight | Pause | Analysis
+
+
+@dataclass(frozen=True)
+class Intent:
+    id: str
+    promote: Literal["step", "full"] | None = None
+    abort: bool = False
+    undo_version: str | None = None
+
+
+@dataclass(frozen=True)
+class Spec:
+    model: ModelRef
+    serving: Serving
+    gate: Gate = Gate()
+    tracking_uri: str | None = None
+    steps: tuple[Step, ...] = (SetWeight(10), Pause(60), SetWeight(50), Pause(60), SetWeight(100))
+    progress_deadline_seconds: int = 600
+    paused: bool = False
+    history_limit: int = 3
+    intent: Intent | None = None
+
+
+def _obj(value: Any, name: str) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InvalidSpec(f"{name}: expected an object, got {type(value).__name__}")
+    return value
+
+
+def _int(value: Any, name: str, lo: int, hi: int, default: int) -> int:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise InvalidSpec(f"{name}: expected an integer in [{lo}, {hi}], got {value!r}")
+    return value
+
+
+def _unit(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise InvalidSpec(f"{name}: expected a number in [0, 1], got {value!r}")
+    return float(value)
+
+
+def _str(value: Any, name: str, *, required: bool = False) -> str | None:
+    if value is None:
+        if required:
+            raise InvalidSpec(f"{name}: required")
+        return None
+    if not isinstance(value, str) or not value:
+        raise InvalidSpec(f"{name}: expected a non-empty string, got {value!r}")
+    return value
+
+
+def _parse_step(raw: Any, index: int) -> Step:
+    name = f"spec.rollout.steps[{index}]"
+    step = _obj(raw, name)
+    kinds = [k for k in ("setWeight", "pause", "analysis") if k in step]
+    if len(kinds) != 1:
+        raise InvalidSpec(f"{name}: set exactly one of setWeight, pause or analysis")
+    if kinds[0] == "setWeight":
+        return SetWeight(_int(step["setWeight"], f"{name}.setWeight", 0, 100, 0))
+    if kinds[0] == "pause":
+        duration = _str(_obj(step["pause"], f"{name}.pause").get("duration"), f"{name}.pause.duration")
+        return Pause(parse_duration(duration, f"{name}.pause.duration") if duration else None)
+    return Analysis()
+
+
+def _parse_intent(raw: Any) -> Intent | None:
+    if raw is None:
+        return None
+    intent = _obj(raw, "spec.intent")
+    intent_id = _str(intent.get("id"), "spec.intent.id", required=True)
+    assert intent_id is not None
+    promote = intent.get("promote")
+    if promote not in (None, "step", "full"):
+        raise InvalidSpec(f"spec.intent.promote: expected step or full, got {promote!r}")
+    undo = _obj(intent.get("undo"), "spec.intent.undo")
+    undo_version = _str(undo.get("version"), "spec.intent.undo.version", required=bool(undo))
+    actions = [promote is not None, bool(intent.get("abort")), undo_version is not None]
+    if sum(actions) != 1:
+        raise InvalidSpec("spec.intent: set exactly one of promote, abort or undo")
+    return Intent(id=intent_id, promote=promote, abort=bool(intent.get("abort")), undo_version=undo_version)
+
+
+def parse_spec(raw: Mapping[str, Any]) -> Spec:
+    """Turn `.spec` into a Spec, or raise InvalidSpec naming the field."""
+    model = _obj(raw.get("model"), "spec.model")
+    name = _str(model.get("name"), "spec.model.name", required=True)
+    version = _str(model.get("version"), "spec.model.version")
+    alias = _str(model.get("alias"), "spec.model.alias")
+    if (version is None) == (alias is None):
+        raise InvalidSpec("spec.model: set exactly one of version or alias")
+    if version is not None and not version.isdigit():
+        raise InvalidSpec(f"spec.model.version: {version!r} is not a registry version number")
+    assert name is not None
+
+    gate_raw = _obj(raw.get("gate"), "spec.gate")
+    gate = Gate(
+        metric=_str(gate_raw.get("metric"), "spec.gate.metric") or "f1_score",
+        threshold=_unit(gate_raw.get("threshold", 0), "spec.gate.threshold"),
+        max_regression=(
+            _unit(gate_raw["maxRegression"], "spec.gate.maxRegression")
+            if gate_raw.get("maxRegression") is not None
+            else None
+        ),
+    )
+
+    srv = _obj(raw.get("serving"), "spec.serving")
+    image = _str(srv.get("image"), "spec.serving.image", required=True)
+    assert image is not None
+    env_raw = srv.get("env") or []
+    if not isinstance(env_raw, list):
+        raise InvalidSpec("spec.serving.env: expected a list")
+    env: list[tuple[str, str]] = []
+    for i, item in enumerate(env_raw):
+        entry = _obj(item, f"spec.serving.env[{i}]")
+        env_name = _str(entry.get("name"), f"spec.serving.env[{i}].name", required=True)
+        assert env_name is not None
+        if env_name.startswith("MLROLLOUT_MODEL_"):
+            raise InvalidSpec(
+                f"spec.serving.env[{i}].name: MLROLLOUT_MODEL_* variables are set by the operator"
+            )
+        env.append((env_name, str(entry.get("value", ""))))
+    auth = _obj(srv.get("auth"), "spec.serving.auth")
+    serving = Serving(
+        image=image,
+        replicas=_int(srv.get("replicas"), "spec.serving.replicas", 1, 1000, 2),
+        port=_int(srv.get("port"), "spec.serving.port", 1, 65535, 8080),
+        resources=dict(_obj(srv.get("resources"), "spec.serving.resources")),
+        node_selector={
+            str(k): str(v) for k, v in _obj(srv.get("nodeSelector"), "spec.serving.nodeSelector").items()
+        },
+        env=tuple(env),
+        auth_secret=_str(
+            _obj(auth.get("secretRef"), "spec.serving.auth.secretRef").get("name"),
+            "spec.serving.auth.secretRef.name",
+            required=bool(auth),
+        ),
+    )
+
+    rollout = _obj(raw.get("rollout"), "spec.rollout")
+    router = _obj(rollout.get("trafficRouter"), "spec.rollout.trafficRouter") or {"replicas": {}}
+    if set(router) != {"replicas"}:
+        raise InvalidSpec(
+            f"spec.rollout.trafficRouter: unsupported router {sorted(router)} (supported: replicas)"
+        )
+    steps_raw = rollout.get("steps", list(DEFAULT_STEPS))
+    if not isinstance(steps_raw, list) or not steps_raw:
+        raise InvalidSpec("spec.rollout.steps: expected a non-empty list")
+    steps = tuple(_parse_step(s, i) for i, s in enumerate(steps_raw))
+    if not any(isinstance(s, SetWeight) and s.weight > 0 for s in steps):
+        raise InvalidSpec("spec.rollout.steps: at least one setWeight step must be above 0")
+
+    registry = _obj(raw.get("registry"), "spec.registry")
+    paused = raw.get("paused", False)
+    if not isinstance(paused, bool):
+        raise InvalidSpec(f"spec.paused: expected true or false, got {paused!r}")
+    intent = _parse_intent(raw.get("intent"))
+    if intent and intent.undo_version is not None and intent.undo_version != version:
+        raise InvalidSpec("spec.intent.undo.version must equal spec.model.version")
+    return Spec(
+        model=ModelRef(name=name, version=version, alias=alias),
+        serving=serving,
+        gate=gate,
+        tracking_uri=_str(registry.get("trackingUri"), "spec.registry.trackingUri"),
+        steps=steps,
+        progress_deadline_seconds=_int(
+            rollout.get("progressDeadlineSeconds"), "spec.rollout.progressDeadlineSeconds", 5, 86400, 600
+        ),
+        paused=paused,
+        history_limit=_int(raw.get("revisionHistoryLimit"), "spec.revisionHistoryLimit", 0, 20, 3),
+        intent=intent,
+    )

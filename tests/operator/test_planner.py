@@ -1,0 +1,367 @@
+"""Planner decisions, driven through a tiny in-memory cluster: each tick plans, then the fake cluster
+applies the plan (pods become Ready unless a version is marked broken) and time moves on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from mlrollout.operator.model import (
+    AnalysisResult,
+    DeploymentObs,
+    Observed,
+    RegistryFailure,
+    Resolution,
+    Status,
+)
+from mlrollout.operator.planner import Plan, needs_resolution, plan
+from mlrollout.operator.spec import Spec, parse_spec
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+GOOD = {"1": 0.90, "2": 0.92, "3": 0.95, "4": 0.40, "5": 0.86}
+
+
+def make_spec(version: str = "1", **over: Any) -> Spec:
+    raw: dict[str, Any] = {
+        "model": {"name": "churn", "version": version},
+        "serving": {"image": "serve:1", "replicas": 10},
+        "gate": {"threshold": 0.85},
+        "rollout": {
+            "steps": [{"setWeight": 10}, {"pause": {"duration": "30s"}}, {"setWeight": 50}, {"pause": {}},
+                      {"setWeight": 100}],
+            "progressDeadlineSeconds": 60,
+        },
+    }
+    for key, value in over.items():
+        raw[key] = value
+    return parse_spec(raw)
+
+
+def resolution(version: str) -> Resolution:
+    return Resolution(version=version, model_uri=f"file:///artifacts/{version}/model", run_id=f"run{version}",
+                      gate_value=GOOD.get(version))
+
+
+@dataclass
+class Sim:
+    spec: Spec
+    status: Status = field(default_factory=Status)
+    now: datetime = T0
+    deployments: dict[str, DeploymentObs] = field(default_factory=dict)
+    broken: set[str] = field(default_factory=set)  # versions whose pods never become Ready
+    crash: set[str] = field(default_factory=set)
+    registry_down: bool = False
+    analysis: AnalysisResult | None = None
+    plans: list[Plan] = field(default_factory=list)
+
+    def tick(self, seconds: float = 1.0) -> Plan:
+        registry: Resolution | RegistryFailure | None = None
+        if needs_resolution(self.spec, self.status, self.now):
+            if self.registry_down:
+                registry = RegistryFailure(True, "RegistryUnreachable", "MLflow at http://x: connection refused")
+            elif self.spec.model.version and self.spec.model.version not in GOOD:
+                registry = RegistryFailure(False, "ModelVersionNotFound", "no version 99 of churn")
+            else:
+                registry = resolution(self.spec.model.version or "1")
+        obs = Observed(now=self.now, generation=1, deployments=dict(self.deployments), registry=registry,
+                       analysis=self.analysis)
+        p = plan("churn", self.spec, self.status, obs)
+        self.plans.append(p)
+        self.status = p.status
+        for name in p.delete:
+            self.deployments.pop(name, None)
+        for d in p.deployments:
+            ready = 0 if d.version in self.broken else d.replicas
+            self.deployments[d.name] = DeploymentObs(d.name, d.version, d.replicas, ready,
+                                                     crash_looping=d.version in self.crash and d.replicas > 0)
+        self.now += timedelta(seconds=seconds)
+        return p
+
+    def run(self, ticks: int, seconds: float = 1.0) -> None:
+        for _ in range(ticks):
+            self.tick(seconds)
+
+    def replicas(self) -> dict[str, int]:
+        return {name: d.replicas for name, d in sorted(self.deployments.items())}
+
+    def events(self) -> list[str]:
+        return [e.reason for p in self.plans for e in p.events]
+
+    def tags(self) -> list[tuple[str, str]]:
+        return [(t.version, t.value) for p in self.plans for t in p.tags]
+
+    def retarget(self, version: str, **over: Any) -> None:
+        self.spec = make_spec(version, **over)
+
+
+def promoted(version: str = "1") -> Sim:
+    sim = Sim(make_spec(version))
+    sim.run(2)
+    assert sim.status.phase == "Promoted"
+    return sim
+
+
+def test_first_version_goes_straight_to_stable() -> None:
+    sim = Sim(make_spec("1"))
+    p = sim.tick()
+    assert [(d.name, d.replicas, d.track) for d in p.deployments] == [("churn-v1", 10, "stable")]
+    assert sim.status.stable is not None and sim.status.stable.model_uri == "file:///artifacts/1/model"
+    assert sim.status.phase == "Progressing"  # pods not Ready yet
+    sim.tick()
+    assert sim.status.phase == "Promoted"
+    assert sim.status.condition("Ready").status == "True"  # type: ignore[union-attr]
+    assert sim.status.condition("GatePassed").status == "True"  # type: ignore[union-attr]
+    assert sim.events() == ["GatePassed", "StableDeployed", "Available"]
+    assert sim.tags() == [("1", "deployed")]
+
+
+def test_gate_rejects_below_threshold_without_touching_serving() -> None:
+    sim = Sim(make_spec("4"))
+    p = sim.tick()
+    assert p.deployments == ()
+    assert sim.status.phase == "Rejected"
+    gate = sim.status.condition("GatePassed")
+    assert gate is not None and gate.status == "False"
+    assert gate.message == "f1_score 0.4000 < threshold 0.8500 (version 4)"
+    assert sim.tags() == [("4", "rejected")]
+    sim.run(3)  # the decision is announced once
+    assert sim.events().count("GateFailed") == 1
+
+
+def test_gate_max_regression_against_stable() -> None:
+    sim = Sim(make_spec("3", gate={"threshold": 0.8, "maxRegression": 0.02}))
+    sim.run(2)
+    sim.retarget("5", gate={"threshold": 0.8, "maxRegression": 0.02})  # 0.86 < 0.95 - 0.02
+    sim.tick()
+    assert sim.status.phase == "Rejected"
+    assert "regresses more than 0.0200 below stable 0.9500" in sim.status.message
+    assert sim.replicas() == {"churn-v3": 10}
+
+
+def test_missing_gate_metric_rejects() -> None:
+    sim = Sim(make_spec("1"))
+    sim.status = Status()
+    obs = Observed(now=T0, generation=1, registry=replace(resolution("1"), gate_value=None))
+    p = plan("churn", sim.spec, sim.status, obs)
+    assert p.status.phase == "Rejected"
+    assert "metric f1_score is missing" in p.status.message
+
+
+def test_canary_walks_steps_with_replica_ratio_then_promotes() -> None:
+    sim = promoted("1")
+    sim.retarget("2")
+    seen: list[tuple[int, dict[str, int], str]] = []
+    for _ in range(60):
+        sim.tick(1)
+        seen.append((sim.status.weight, sim.replicas(), sim.status.phase))
+        if sim.status.phase == "Paused":
+            break
+    assert (10, {"churn-v1": 9, "churn-v2": 1}, "Progressing") in seen
+    assert seen[-1] == (50, {"churn-v1": 5, "churn-v2": 5}, "Paused")  # indefinite pause waits
+    assert sim.status.current_step_index == 3
+    sim.run(5)
+    assert sim.status.phase == "Paused"  # still waiting: only a promote intent moves on
+    sim.spec = replace(sim.spec, intent=make_spec("2", intent={"id": "p1", "promote": "step"}).intent)
+    sim.run(4)
+    assert sim.status.phase == "Promoted"
+    assert sim.status.stable is not None and sim.status.stable.version == "2"
+    assert sim.status.canary is None
+    assert sim.replicas() == {"churn-v1": 0, "churn-v2": 10}  # old stable kept at zero for undo
+    assert [h.version for h in sim.status.history] == ["1"]
+    assert sim.status.last_intent_id == "p1"
+    assert sim.events().count("Promoted") == 1
+    assert ("2", "deployed") in sim.tags()
+
+
+def test_pause_with_duration_waits_its_time() -> None:
+    sim = promoted("1")
+    sim.retarget("2")
+    sim.run(3)  # setWeight 10 done, in the 30s pause
+    assert sim.status.current_step_index == 1
+    p = sim.tick(1)
+    assert p.requeue_after is not None and 0 < p.requeue_after <= 30
+    sim.run(30)
+    assert sim.status.current_step_index is not None and sim.status.current_step_index >= 2
+
+
+def test_promote_full_intent_skips_remaining_steps() -> None:
+    sim = promoted("1")
+    sim.retarget("2")
+    sim.run(3)
+    sim.retarget("2", intent={"id": "x", "promote": "full"})
+    sim.run(2)
+    assert sim.status.phase == "Promoted"
+    assert sim.replicas() == {"churn-v1": 0, "churn-v2": 10}
+
+
+def test_intent_applies_once() -> None:
+    sim = promoted("1")
+    sim.retarget("2", intent={"id": "same", "promote": "step"})
+    sim.run(2)
+    step = sim.status.current_step_index
+    sim.run(2)
+    assert sim.status.current_step_index == step or sim.status.phase == "Progressing"
+    assert sim.events().count("StepPromoted") == 1
+
+
+def test_never_ready_canary_rolls_back_after_deadline() -> None:
+    sim = promoted("1")
+    sim.broken.add("2")
+    sim.retarget("2")
+    sim.run(30, seconds=1)
+    assert sim.status.phase == "Progressing"
+    sim.run(40, seconds=1)
+    assert sim.status.phase == "RolledBack"
+    assert sim.status.abandoned is not None and sim.status.abandoned.reason == "ProgressDeadlineExceeded"
+    assert "0/1 pods ready after 60s" in sim.status.message
+    assert sim.replicas() == {"churn-v1": 10}  # canary deleted, stable back to full
+    assert ("2", "rolled_back") in sim.tags()
+    sim.run(5)
+    assert sim.status.phase == "RolledBack"  # not retried while the target stays the same
+    assert sim.events().count("RolledBack") == 1
+
+
+def test_crash_looping_canary_rolls_back_at_once() -> None:
+    sim = promoted("1")
+    sim.crash.add("2")
+    sim.retarget("2")
+    sim.run(2)
+    assert sim.status.phase == "RolledBack"
+    assert sim.status.abandoned is not None and sim.status.abandoned.reason == "CrashLoop"
+
+
+def test_abort_intent_rolls_back() -> None:
+    sim = promoted("1")
+    sim.retarget("2")
+    sim.run(3)
+    sim.retarget("2", intent={"id": "a", "abort": True})
+    sim.tick()
+    assert sim.status.phase == "RolledBack"
+    assert sim.status.abandoned is not None and sim.status.abandoned.reason == "Aborted"
+    sim.tick()
+    assert sim.replicas() == {"churn-v1": 10}
+
+
+def test_new_version_mid_rollout_restarts_canary_from_step_zero() -> None:
+    sim = promoted("1")
+    sim.retarget("2")
+    sim.run(40)
+    assert sim.status.current_step_index == 3
+    assert sim.replicas() == {"churn-v1": 5, "churn-v2": 5}
+    sim.retarget("3")
+    sim.tick()
+    assert sim.status.canary is not None and sim.status.canary.version == "3"
+    assert sim.status.current_step_index == 0
+    assert "churn-v2" not in sim.replicas()
+    assert "CanaryRestarted" in sim.events()
+
+
+def test_undo_restores_a_kept_version_instantly() -> None:
+    sim = promoted("1")
+    sim.retarget("2", intent={"id": "f", "promote": "full"})
+    sim.run(4)
+    assert sim.status.stable is not None and sim.status.stable.version == "2"
+    sim.retarget("1", intent={"id": "u", "undo": {"version": "1"}})
+    sim.tick()
+    assert sim.status.stable is not None and sim.status.stable.version == "1"
+    assert sim.status.canary is None
+    assert sim.replicas() == {"churn-v1": 10, "churn-v2": 0}
+    assert [h.version for h in sim.status.history] == ["2"]
+    assert "Undone" in sim.events()
+
+
+def test_history_limit_deletes_old_deployments() -> None:
+    sim = promoted("1")
+    for i, version in enumerate(["2", "3", "5"]):
+        sim.retarget(version, revisionHistoryLimit=1, intent={"id": f"f{i}", "promote": "full"})
+        sim.run(3)
+    assert sim.status.stable is not None and sim.status.stable.version == "5"
+    assert [h.version for h in sim.status.history] == ["3"]
+    assert sim.replicas() == {"churn-v3": 0, "churn-v5": 10}
+
+
+def test_registry_outage_freezes_serving_and_recovers() -> None:
+    sim = promoted("1")
+    before = sim.replicas()
+    sim.registry_down = True
+    sim.retarget("2")
+    p = sim.tick()
+    assert p.delete == ()
+    assert sim.replicas() == before
+    cond = sim.status.condition("RegistryReachable")
+    assert cond is not None and cond.status == "False" and "connection refused" in cond.message
+    assert p.requeue_after is not None
+    sim.run(3)
+    assert sim.events().count("RegistryUnreachable") == 1
+    sim.registry_down = False
+    sim.run(2)
+    assert sim.status.canary is not None and sim.status.canary.version == "2"
+    assert sim.status.condition("RegistryReachable").status == "True"  # type: ignore[union-attr]
+
+
+def test_unknown_version_is_a_permanent_condition() -> None:
+    sim = Sim(make_spec("99"))
+    p = sim.tick()
+    assert p.deployments == ()
+    assert sim.status.phase == "Pending"
+    cond = sim.status.condition("RegistryReachable")
+    assert cond is not None and cond.reason == "ModelVersionNotFound"
+    assert p.requeue_after is None
+
+
+def test_user_pause_freezes_steps_and_resume_continues() -> None:
+    sim = promoted("1")
+    sim.retarget("2", paused=True)
+    sim.run(40)
+    assert sim.status.phase == "Paused"
+    assert sim.status.current_step_index == 0 or sim.status.current_step_index == 1
+    frozen = sim.status.current_step_index
+    sim.run(40)
+    assert sim.status.current_step_index == frozen
+    sim.retarget("2", paused=False)
+    sim.run(40)
+    assert sim.status.current_step_index == 3  # reached the indefinite pause
+
+
+@pytest.mark.parametrize(
+    ("verdict", "phase"),
+    [("Passed", "Promoted"), ("Failed", "RolledBack"), ("Inconclusive", "Paused")],
+)
+def test_analysis_step_follows_the_verdict(verdict: str, phase: str) -> None:
+    steps = [{"setWeight": 20}, {"analysis": {}}, {"setWeight": 100}]
+    sim = promoted("1")
+    sim.retarget("2", rollout={"steps": steps})
+    sim.run(3)
+    assert sim.status.current_step_index == 1
+    assert "waiting for canary analysis" in sim.status.message
+    sim.analysis = AnalysisResult(verdict=verdict, canary_version="2", evaluated_at=sim.now,  # type: ignore[arg-type]
+                                  message="errorRate 0.002 <= 0.01")
+    sim.run(3)
+    assert sim.status.phase == phase
+
+
+def test_stale_analysis_verdict_is_ignored() -> None:
+    steps = [{"setWeight": 20}, {"analysis": {}}, {"setWeight": 100}]
+    sim = promoted("1")
+    sim.analysis = AnalysisResult(verdict="Passed", canary_version="2", evaluated_at=T0)
+    sim.retarget("2", rollout={"steps": steps})
+    sim.run(5)
+    assert sim.status.current_step_index == 1  # the verdict predates the step
+
+
+def test_alias_is_re_resolved_periodically() -> None:
+    spec = parse_spec({"model": {"name": "churn", "alias": "champion"}, "serving": {"image": "i"}})
+    st = Status(resolved=Resolution("1", "u", None, 0.9, request="churn@alias:champion", at=T0))
+    assert not needs_resolution(spec, st, T0 + timedelta(seconds=10))
+    assert needs_resolution(spec, st, T0 + timedelta(seconds=61))
+    assert needs_resolution(make_spec("2"), st, T0)
+
+
+def test_status_round_trips_through_dict() -> None:
+    sim = promoted("1")
+    sim.retarget("2")
+    sim.run(4)
+    assert Status.from_dict(sim.status.to_dict()) == sim.status
