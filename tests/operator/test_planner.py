@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-
 from mlrollout.operator.model import (
     AnalysisResult,
     DeploymentObs,
@@ -30,8 +29,13 @@ def make_spec(version: str = "1", **over: Any) -> Spec:
         "serving": {"image": "serve:1", "replicas": 10},
         "gate": {"threshold": 0.85},
         "rollout": {
-            "steps": [{"setWeight": 10}, {"pause": {"duration": "30s"}}, {"setWeight": 50}, {"pause": {}},
-                      {"setWeight": 100}],
+            "steps": [
+                {"setWeight": 10},
+                {"pause": {"duration": "30s"}},
+                {"setWeight": 50},
+                {"pause": {}},
+                {"setWeight": 100},
+            ],
             "progressDeadlineSeconds": 60,
         },
     }
@@ -41,8 +45,12 @@ def make_spec(version: str = "1", **over: Any) -> Spec:
 
 
 def resolution(version: str) -> Resolution:
-    return Resolution(version=version, model_uri=f"file:///artifacts/{version}/model", run_id=f"run{version}",
-                      gate_value=GOOD.get(version))
+    return Resolution(
+        version=version,
+        model_uri=f"file:///artifacts/{version}/model",
+        run_id=f"run{version}",
+        gate_value=GOOD.get(version),
+    )
 
 
 @dataclass
@@ -61,13 +69,20 @@ class Sim:
         registry: Resolution | RegistryFailure | None = None
         if needs_resolution(self.spec, self.status, self.now):
             if self.registry_down:
-                registry = RegistryFailure(True, "RegistryUnreachable", "MLflow at http://x: connection refused")
+                registry = RegistryFailure(
+                    True, "RegistryUnreachable", "MLflow at http://x: connection refused"
+                )
             elif self.spec.model.version and self.spec.model.version not in GOOD:
                 registry = RegistryFailure(False, "ModelVersionNotFound", "no version 99 of churn")
             else:
                 registry = resolution(self.spec.model.version or "1")
-        obs = Observed(now=self.now, generation=1, deployments=dict(self.deployments), registry=registry,
-                       analysis=self.analysis)
+        obs = Observed(
+            now=self.now,
+            generation=1,
+            deployments=dict(self.deployments),
+            registry=registry,
+            analysis=self.analysis,
+        )
         p = plan("churn", self.spec, self.status, obs)
         self.plans.append(p)
         self.status = p.status
@@ -75,8 +90,9 @@ class Sim:
             self.deployments.pop(name, None)
         for d in p.deployments:
             ready = 0 if d.version in self.broken else d.replicas
-            self.deployments[d.name] = DeploymentObs(d.name, d.version, d.replicas, ready,
-                                                     crash_looping=d.version in self.crash and d.replicas > 0)
+            self.deployments[d.name] = DeploymentObs(
+                d.name, d.version, d.replicas, ready, crash_looping=d.version in self.crash and d.replicas > 0
+            )
         self.now += timedelta(seconds=seconds)
         return p
 
@@ -108,7 +124,8 @@ def test_first_version_goes_straight_to_stable() -> None:
     sim = Sim(make_spec("1"))
     p = sim.tick()
     assert [(d.name, d.replicas, d.track) for d in p.deployments] == [("churn-v1", 10, "stable")]
-    assert sim.status.stable is not None and sim.status.stable.model_uri == "file:///artifacts/1/model"
+    assert sim.status.stable is not None
+    assert sim.status.stable.model_uri == "file:///artifacts/1/model"
     assert sim.status.phase == "Progressing"  # pods not Ready yet
     sim.tick()
     assert sim.status.phase == "Promoted"
@@ -124,7 +141,8 @@ def test_gate_rejects_below_threshold_without_touching_serving() -> None:
     assert p.deployments == ()
     assert sim.status.phase == "Rejected"
     gate = sim.status.condition("GatePassed")
-    assert gate is not None and gate.status == "False"
+    assert gate is not None
+    assert gate.status == "False"
     assert gate.message == "f1_score 0.4000 < threshold 0.8500 (version 4)"
     assert sim.tags() == [("4", "rejected")]
     sim.run(3)  # the decision is announced once
@@ -167,7 +185,8 @@ def test_canary_walks_steps_with_replica_ratio_then_promotes() -> None:
     sim.spec = replace(sim.spec, intent=make_spec("2", intent={"id": "p1", "promote": "step"}).intent)
     sim.run(4)
     assert sim.status.phase == "Promoted"
-    assert sim.status.stable is not None and sim.status.stable.version == "2"
+    assert sim.status.stable is not None
+    assert sim.status.stable.version == "2"
     assert sim.status.canary is None
     assert sim.replicas() == {"churn-v1": 0, "churn-v2": 10}  # old stable kept at zero for undo
     assert [h.version for h in sim.status.history] == ["1"]
@@ -182,9 +201,11 @@ def test_pause_with_duration_waits_its_time() -> None:
     sim.run(3)  # setWeight 10 done, in the 30s pause
     assert sim.status.current_step_index == 1
     p = sim.tick(1)
-    assert p.requeue_after is not None and 0 < p.requeue_after <= 30
+    assert p.requeue_after is not None
+    assert 0 < p.requeue_after <= 30
     sim.run(30)
-    assert sim.status.current_step_index is not None and sim.status.current_step_index >= 2
+    assert sim.status.current_step_index is not None
+    assert sim.status.current_step_index >= 2
 
 
 def test_promote_full_intent_skips_remaining_steps() -> None:
@@ -215,7 +236,8 @@ def test_never_ready_canary_rolls_back_after_deadline() -> None:
     assert sim.status.phase == "Progressing"
     sim.run(40, seconds=1)
     assert sim.status.phase == "RolledBack"
-    assert sim.status.abandoned is not None and sim.status.abandoned.reason == "ProgressDeadlineExceeded"
+    assert sim.status.abandoned is not None
+    assert sim.status.abandoned.reason == "ProgressDeadlineExceeded"
     assert "0/1 pods ready after 60s" in sim.status.message
     assert sim.replicas() == {"churn-v1": 10}  # canary deleted, stable back to full
     assert ("2", "rolled_back") in sim.tags()
@@ -230,7 +252,8 @@ def test_crash_looping_canary_rolls_back_at_once() -> None:
     sim.retarget("2")
     sim.run(2)
     assert sim.status.phase == "RolledBack"
-    assert sim.status.abandoned is not None and sim.status.abandoned.reason == "CrashLoop"
+    assert sim.status.abandoned is not None
+    assert sim.status.abandoned.reason == "CrashLoop"
 
 
 def test_abort_intent_rolls_back() -> None:
@@ -240,7 +263,8 @@ def test_abort_intent_rolls_back() -> None:
     sim.retarget("2", intent={"id": "a", "abort": True})
     sim.tick()
     assert sim.status.phase == "RolledBack"
-    assert sim.status.abandoned is not None and sim.status.abandoned.reason == "Aborted"
+    assert sim.status.abandoned is not None
+    assert sim.status.abandoned.reason == "Aborted"
     sim.tick()
     assert sim.replicas() == {"churn-v1": 10}
 
@@ -253,7 +277,8 @@ def test_new_version_mid_rollout_restarts_canary_from_step_zero() -> None:
     assert sim.replicas() == {"churn-v1": 5, "churn-v2": 5}
     sim.retarget("3")
     sim.tick()
-    assert sim.status.canary is not None and sim.status.canary.version == "3"
+    assert sim.status.canary is not None
+    assert sim.status.canary.version == "3"
     assert sim.status.current_step_index == 0
     assert "churn-v2" not in sim.replicas()
     assert "CanaryRestarted" in sim.events()
@@ -263,10 +288,12 @@ def test_undo_restores_a_kept_version_instantly() -> None:
     sim = promoted("1")
     sim.retarget("2", intent={"id": "f", "promote": "full"})
     sim.run(4)
-    assert sim.status.stable is not None and sim.status.stable.version == "2"
+    assert sim.status.stable is not None
+    assert sim.status.stable.version == "2"
     sim.retarget("1", intent={"id": "u", "undo": {"version": "1"}})
     sim.tick()
-    assert sim.status.stable is not None and sim.status.stable.version == "1"
+    assert sim.status.stable is not None
+    assert sim.status.stable.version == "1"
     assert sim.status.canary is None
     assert sim.replicas() == {"churn-v1": 10, "churn-v2": 0}
     assert [h.version for h in sim.status.history] == ["2"]
@@ -278,7 +305,8 @@ def test_history_limit_deletes_old_deployments() -> None:
     for i, version in enumerate(["2", "3", "5"]):
         sim.retarget(version, revisionHistoryLimit=1, intent={"id": f"f{i}", "promote": "full"})
         sim.run(3)
-    assert sim.status.stable is not None and sim.status.stable.version == "5"
+    assert sim.status.stable is not None
+    assert sim.status.stable.version == "5"
     assert [h.version for h in sim.status.history] == ["3"]
     assert sim.replicas() == {"churn-v3": 0, "churn-v5": 10}
 
@@ -292,13 +320,16 @@ def test_registry_outage_freezes_serving_and_recovers() -> None:
     assert p.delete == ()
     assert sim.replicas() == before
     cond = sim.status.condition("RegistryReachable")
-    assert cond is not None and cond.status == "False" and "connection refused" in cond.message
+    assert cond is not None
+    assert cond.status == "False"
+    assert "refused" in cond.message
     assert p.requeue_after is not None
     sim.run(3)
     assert sim.events().count("RegistryUnreachable") == 1
     sim.registry_down = False
     sim.run(2)
-    assert sim.status.canary is not None and sim.status.canary.version == "2"
+    assert sim.status.canary is not None
+    assert sim.status.canary.version == "2"
     assert sim.status.condition("RegistryReachable").status == "True"  # type: ignore[union-attr]
 
 
@@ -308,7 +339,8 @@ def test_unknown_version_is_a_permanent_condition() -> None:
     assert p.deployments == ()
     assert sim.status.phase == "Pending"
     cond = sim.status.condition("RegistryReachable")
-    assert cond is not None and cond.reason == "ModelVersionNotFound"
+    assert cond is not None
+    assert cond.reason == "ModelVersionNotFound"
     assert p.requeue_after is None
 
 
@@ -337,8 +369,12 @@ def test_analysis_step_follows_the_verdict(verdict: str, phase: str) -> None:
     sim.run(3)
     assert sim.status.current_step_index == 1
     assert "waiting for canary analysis" in sim.status.message
-    sim.analysis = AnalysisResult(verdict=verdict, canary_version="2", evaluated_at=sim.now,  # type: ignore[arg-type]
-                                  message="errorRate 0.002 <= 0.01")
+    sim.analysis = AnalysisResult(
+        verdict=verdict,
+        canary_version="2",
+        evaluated_at=sim.now,  # type: ignore[arg-type]
+        message="errorRate 0.002 <= 0.01",
+    )
     sim.run(3)
     assert sim.status.phase == phase
 

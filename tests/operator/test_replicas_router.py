@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from mlrollout.operator.model import DeploymentObs
 from mlrollout.operator.routers.replicas import ReplicasRouter, effective_weight, split_replicas
 
@@ -49,7 +48,9 @@ def test_split_keeps_total_and_monotonic() -> None:
             previous = canary
 
 
-@pytest.mark.parametrize(("stable", "canary", "expected"), [(9, 1, 10), (5, 5, 50), (0, 4, 100), (0, 0, 0), (2, 1, 33)])
+@pytest.mark.parametrize(
+    ("stable", "canary", "expected"), [(9, 1, 10), (5, 5, 50), (0, 4, 100), (0, 0, 0), (2, 1, 33)]
+)
 def test_effective_weight(stable: int, canary: int, expected: int) -> None:
     assert effective_weight(stable, canary) == expected
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from mlrollout.operator.spec import Analysis, InvalidSpec, Pause, SetWeight, parse_duration, parse_spec
 
 
@@ -29,12 +28,15 @@ def test_defaults() -> None:
 def test_steps_and_intent() -> None:
     spec = parse_spec(
         base(
-            rollout={"steps": [{"setWeight": 20}, {"pause": {}}, {"analysis": {}}, {"pause": {"duration": "2m"}}]},
+            rollout={
+                "steps": [{"setWeight": 20}, {"pause": {}}, {"analysis": {}}, {"pause": {"duration": "2m"}}]
+            },
             intent={"id": "a1", "promote": "full"},
         )
     )
     assert spec.steps == (SetWeight(20), Pause(None), Analysis(), Pause(120))
-    assert spec.intent is not None and spec.intent.promote == "full"
+    assert spec.intent is not None
+    assert spec.intent.promote == "full"
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("60s", 60), ("5m", 300), ("1h", 3600), ("0s", 0)])
@@ -60,7 +62,10 @@ def test_parse_duration(text: str, seconds: int) -> None:
         (base(rollout={"steps": [{"pause": {}}]}), "spec.rollout.steps"),
         (base(rollout={"trafficRouter": {"nginx": {}}}), "spec.rollout.trafficRouter"),
         (base(rollout={"progressDeadlineSeconds": 1}), "spec.rollout.progressDeadlineSeconds"),
-        (base(serving={"image": "x", "env": [{"name": "MLROLLOUT_MODEL_URI", "value": "y"}]}), "spec.serving.env[0]"),
+        (
+            base(serving={"image": "x", "env": [{"name": "MLROLLOUT_MODEL_URI", "value": "y"}]}),
+            "spec.serving.env[0]",
+        ),
         (base(intent={"promote": "step"}), "spec.intent.id"),
         (base(intent={"id": "1", "promote": "step", "abort": True}), "spec.intent"),
         (base(intent={"id": "1", "undo": {"version": "3"}}), "spec.intent.undo.version"),
