@@ -1,0 +1,145 @@
+"""PromQL for canary analysis, as pure string building.
+
+Each query covers both tracks at once (`sum by (track)`), so canary and stable are read at the same
+evaluation time and one analysis costs at most six queries. Per-track selectors are joined with `or`
+so each track can also be pinned to its model version: after a canary is replaced by a new version,
+the old version's series in the window are not mixed in.
+
+Ratios (error rate, F1, PSI) are computed in Python from the counts, not in PromQL: an absent
+5xx series then reads as zero errors instead of an empty result, and the sample counts come for free.
+Series names and labels are the contract in METRICS_CONTRACT.md, gathered in `SeriesNames`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+from .spec import MetricKind
+
+CANARY = "canary"
+STABLE = "stable"
+TRACKS = (CANARY, STABLE)
+
+
+@dataclass(frozen=True)
+class SeriesNames:
+    """Metric and label names of the serving pods (serving side) and of the scrape config (target side)."""
+
+    requests: str = "mlrollout_requests_total"  # counter {endpoint, status}
+    latency: str = "mlrollout_request_duration_seconds"  # histogram {endpoint}
+    feedback: str = "mlrollout_feedback_total"  # counter {predicted, actual}
+    predictions: str = "mlrollout_predictions_total"  # counter {class}, one per predicted row
+    endpoint_label: str = "endpoint"
+    status_label: str = "status"
+    predicted_label: str = "predicted"
+    actual_label: str = "actual"
+    class_label: str = "class"
+    # Only inference calls count toward error rate and latency; probes and /metrics would dilute them.
+    inference_endpoints: str | None = "invocations|infer"
+    # Target labels set by the scrape config from pod labels, and the version label set by serving.
+    namespace_label: str = "namespace"
+    model_deployment_label: str = "model_deployment"
+    track_label: str = "track"
+    version_label: str = "model_version"
+
+
+DEFAULT_SERIES = SeriesNames()
+
+
+@dataclass(frozen=True)
+class AnalysisTarget:
+    """Which pods to judge: the ModelDeployment and, optionally, the version each track must serve."""
+
+    namespace: str
+    model_deployment: str
+    canary_version: str | None = None
+    stable_version: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.namespace or not self.model_deployment:
+            raise ValueError("AnalysisTarget needs a namespace and a model_deployment")
+
+
+class Quantity(StrEnum):
+    REQUESTS = "requests"
+    ERRORS = "errors"
+    LATENCY_P99 = "latencyP99"
+    LATENCY_COUNT = "latencyCount"
+    FEEDBACK = "feedback"
+    PREDICTIONS = "predictions"
+
+
+NEEDS: Mapping[MetricKind, tuple[Quantity, ...]] = {
+    MetricKind.ERROR_RATE: (Quantity.REQUESTS, Quantity.ERRORS),
+    MetricKind.LATENCY_P99_MS: (Quantity.LATENCY_P99, Quantity.LATENCY_COUNT),
+    MetricKind.LIVE_F1: (Quantity.FEEDBACK,),
+    MetricKind.PREDICTION_DRIFT: (Quantity.PREDICTIONS,),
+}
+
+
+def format_window(seconds: float) -> str:
+    """PromQL range duration; whole seconds when possible, else milliseconds."""
+    if seconds <= 0:
+        raise ValueError(f"window must be > 0 seconds, got {seconds}")
+    millis = round(seconds * 1000)
+    return f"{millis // 1000}s" if millis % 1000 == 0 else f"{millis}ms"
+
+
+def quote(value: str) -> str:
+    """A PromQL double-quoted string literal."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
+
+
+def selector(target: AnalysisTarget, track: str, names: SeriesNames, extra: Iterable[str] = ()) -> str:
+    matchers = [
+        f"{names.namespace_label}={quote(target.namespace)}",
+        f"{names.model_deployment_label}={quote(target.model_deployment)}",
+        f"{names.track_label}={quote(track)}",
+    ]
+    version = target.canary_version if track == CANARY else target.stable_version
+    if version is not None:
+        matchers.append(f"{names.version_label}={quote(version)}")
+    matchers.extend(extra)
+    return "{" + ", ".join(matchers) + "}"
+
+
+def build_queries(
+    target: AnalysisTarget,
+    kinds: Iterable[MetricKind],
+    window_seconds: float,
+    names: SeriesNames = DEFAULT_SERIES,
+) -> dict[Quantity, str]:
+    """The PromQL for every quantity the given metrics need, keyed by quantity."""
+    window = format_window(window_seconds)
+    track = names.track_label
+    inference = (
+        (f"{names.endpoint_label}=~{quote(names.inference_endpoints)}",) if names.inference_endpoints else ()
+    )
+    errors = (*inference, f"{names.status_label}=~{quote('5..')}")
+
+    def both(fn: str, metric: str, extra: tuple[str, ...] = ()) -> str:
+        return " or ".join(f"{fn}({metric}{selector(target, t, names, extra)}[{window}])" for t in TRACKS)
+
+    builders = {
+        Quantity.REQUESTS: lambda: f"sum by ({track}) ({both('increase', names.requests, inference)})",
+        Quantity.ERRORS: lambda: f"sum by ({track}) ({both('increase', names.requests, errors)})",
+        Quantity.LATENCY_COUNT: lambda: (
+            f"sum by ({track}) ({both('increase', names.latency + '_count', inference)})"
+        ),
+        Quantity.LATENCY_P99: lambda: (
+            f"histogram_quantile(0.99, sum by ({track}, le) "
+            f"({both('rate', names.latency + '_bucket', inference)}))"
+        ),
+        Quantity.FEEDBACK: lambda: (
+            f"sum by ({track}, {names.predicted_label}, {names.actual_label}) "
+            f"({both('increase', names.feedback)})"
+        ),
+        Quantity.PREDICTIONS: lambda: (
+            f"sum by ({track}, {names.class_label}) ({both('increase', names.predictions)})"
+        ),
+    }
+    wanted = [q for kind in kinds for q in NEEDS[kind]]
+    return {q: builders[q]() for q in dict.fromkeys(wanted)}

@@ -1,0 +1,140 @@
+"""From query results to per-track Readings: sums, ratios, F1 and PSI over the returned series.
+
+An absent series is not a zero: a track with no request series at all reads as a problem (no data),
+so the measurement is Inconclusive. The one exception is the 5xx count, whose series only exist once
+an error happened; with requests present, no 5xx series means zero errors.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from .measurement import Reading
+from .promql import CANARY, DEFAULT_SERIES, STABLE, TRACKS, Quantity, SeriesNames
+from .signals import macro_f1, psi
+from .spec import MetricKind
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One element of an instant-vector result."""
+
+    labels: Mapping[str, str]
+    value: float
+
+
+@dataclass(frozen=True)
+class QueryFailure:
+    """A query that could not be answered (unreachable, timeout, bad PromQL): the reason, verbatim."""
+
+    reason: str
+
+
+QueryResult = Sequence[Sample] | QueryFailure
+Results = Mapping[Quantity, QueryResult]
+
+
+def derive(kind: MetricKind, results: Results, names: SeriesNames = DEFAULT_SERIES) -> dict[str, Reading]:
+    """Canary and stable readings of one metric, keyed by track."""
+    if kind is MetricKind.ERROR_RATE:
+        return {t: _error_rate(results, t, names) for t in TRACKS}
+    if kind is MetricKind.LATENCY_P99_MS:
+        return {t: _latency(results, t, names) for t in TRACKS}
+    if kind is MetricKind.LIVE_F1:
+        return {t: _live_f1(results, t, names) for t in TRACKS}
+    return _drift(results, names)
+
+
+def _get(results: Results, quantity: Quantity) -> Sequence[Sample] | str:
+    """The samples, or the reason there are none."""
+    result = results.get(quantity)
+    if result is None:
+        return f"{quantity} was not queried"
+    if isinstance(result, QueryFailure):
+        return f"query for {quantity} failed: {result.reason}"
+    return result
+
+
+def _track_total(samples: Sequence[Sample], track: str, names: SeriesNames) -> float | None:
+    values = [s.value for s in samples if s.labels.get(names.track_label) == track]
+    values = [v for v in values if not math.isnan(v)]
+    return sum(values) if values else None
+
+
+def _count(value: float) -> int:
+    # increase() extrapolates to the window edges, so counts come back fractional.
+    return max(0, round(value))
+
+
+def _error_rate(results: Results, track: str, names: SeriesNames) -> Reading:
+    requests = _get(results, Quantity.REQUESTS)
+    if isinstance(requests, str):
+        return Reading(None, 0, requests)
+    errors = _get(results, Quantity.ERRORS)
+    if isinstance(errors, str):
+        return Reading(None, 0, errors)
+    total = _track_total(requests, track, names)
+    if total is None:
+        return Reading(None, 0, f"no request series for the {track} track (no traffic or not scraped)")
+    error_count = _track_total(errors, track, names) or 0.0
+    return Reading(min(1.0, error_count / total) if total > 0 else None, _count(total))
+
+
+def _latency(results: Results, track: str, names: SeriesNames) -> Reading:
+    counts = _get(results, Quantity.LATENCY_COUNT)
+    if isinstance(counts, str):
+        return Reading(None, 0, counts)
+    quantiles = _get(results, Quantity.LATENCY_P99)
+    if isinstance(quantiles, str):
+        return Reading(None, 0, quantiles)
+    total = _track_total(counts, track, names)
+    if total is None:
+        return Reading(None, 0, f"no latency histogram for the {track} track (no traffic or not scraped)")
+    p99 = next((s.value for s in quantiles if s.labels.get(names.track_label) == track), math.nan)
+    # NaN: no observations in the window; +Inf: p99 beyond the largest bucket, a legitimate "too slow".
+    return Reading(None if math.isnan(p99) else p99 * 1000.0, _count(total))
+
+
+def _live_f1(results: Results, track: str, names: SeriesNames) -> Reading:
+    feedback = _get(results, Quantity.FEEDBACK)
+    if isinstance(feedback, str):
+        return Reading(None, 0, feedback)
+    confusion: dict[tuple[str, str], float] = {}
+    for s in feedback:
+        if s.labels.get(names.track_label) != track or math.isnan(s.value):
+            continue
+        key = (s.labels.get(names.predicted_label, ""), s.labels.get(names.actual_label, ""))
+        confusion[key] = confusion.get(key, 0.0) + max(0.0, s.value)
+    total = sum(confusion.values())
+    if not confusion:
+        return Reading(None, 0, f"no feedback series for the {track} track (no labels sent to /feedback)")
+    return Reading(macro_f1(confusion) if total > 0 else None, _count(total))
+
+
+def _class_counts(samples: Sequence[Sample], track: str, names: SeriesNames) -> dict[str, float]:
+    counts: dict[str, float] = {}
+    for s in samples:
+        if s.labels.get(names.track_label) == track and not math.isnan(s.value):
+            cls = s.labels.get(names.class_label, "")
+            counts[cls] = counts.get(cls, 0.0) + max(0.0, s.value)
+    return counts
+
+
+def _drift(results: Results, names: SeriesNames) -> dict[str, Reading]:
+    predictions = _get(results, Quantity.PREDICTIONS)
+    if isinstance(predictions, str):
+        return {t: Reading(None, 0, predictions) for t in TRACKS}
+    counts = {t: _class_counts(predictions, t, names) for t in TRACKS}
+    readings: dict[str, Reading] = {}
+    for t in TRACKS:
+        if not counts[t]:
+            problem = f"no prediction series for the {t} track (no traffic or not scraped)"
+            readings[t] = Reading(None, 0, problem)
+        else:
+            readings[t] = Reading(None, _count(sum(counts[t].values())))
+    canary, stable = readings[CANARY], readings[STABLE]
+    if canary.problem is None and stable.problem is None and canary.samples > 0 and stable.samples > 0:
+        readings[CANARY] = Reading(psi(counts[CANARY], counts[STABLE]), canary.samples)
+    return readings
