@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """`make demo`: bring the local stack up (control plane + MLflow registry) and tell how to use it.
 
-    python hack/demo.py          # up (idempotent)
-    python hack/demo.py down     # stop everything the demo started
+python hack/demo.py          # up (idempotent)
+python hack/demo.py down     # stop everything the demo started
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def _wait_http(url: str, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310
+            with urllib.request.urlopen(url, timeout=2) as resp:
                 if resp.status == 200:
                     return True
         except OSError:
@@ -57,10 +57,25 @@ def mlflow_up() -> str:
     artifacts.mkdir(exist_ok=True)
     log = (MLFLOW_DIR / "server.log").open("ab")
     proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{MLFLOW_DIR / 'mlflow.db'}",
-         "--default-artifact-root", artifacts.as_uri(), "--no-serve-artifacts", "--workers", "1"],
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+        [
+            str(Path(sys.executable).parent / "mlflow"),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--backend-store-uri",
+            f"sqlite:///{MLFLOW_DIR / 'mlflow.db'}",
+            "--default-artifact-root",
+            artifacts.as_uri(),
+            "--no-serve-artifacts",
+            "--workers",
+            "1",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
     )
     MLFLOW_PID.write_text(str(proc.pid))
     MLFLOW_PORT_FILE.write_text(str(port))
@@ -99,7 +114,7 @@ mlrollout local stack is up ({time.monotonic() - t0:.0f}s)
 Look around:
   kubectl get nodes,pods -A
   hack/local-cluster status
-  logs: {cluster.logs}/ and {MLFLOW_DIR / 'server.log'}
+  logs: {cluster.logs}/ and {MLFLOW_DIR / "server.log"}
 
 Stop everything:  python3 hack/demo.py down   (or: make cluster-down)
 """

@@ -58,9 +58,7 @@ def log_tail(path: Path, lines: int = 60) -> str:
 
 def build_binaries() -> Path:
     """Build (or find cached) binaries; raise ClusterError with the build log on failure."""
-    proc = subprocess.run(
-        ["bash", str(HACK / "build-k8s.sh")], capture_output=True, text=True, check=False
-    )
+    proc = subprocess.run(["bash", str(HACK / "build-k8s.sh")], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         tail = "\n".join((proc.stderr + proc.stdout).splitlines()[-80:])
         raise ClusterError(f"building the Kubernetes binaries failed:\n{tail}")
@@ -79,8 +77,21 @@ def make_pki(pki: Path) -> None:
         return
     pki.mkdir(parents=True, exist_ok=True)
     _openssl("genrsa", "-out", "ca.key", "2048", cwd=pki)
-    _openssl("req", "-x509", "-new", "-nodes", "-key", "ca.key", "-subj", "/CN=mlrollout-local-ca",
-             "-days", "3650", "-out", "ca.crt", cwd=pki)
+    _openssl(
+        "req",
+        "-x509",
+        "-new",
+        "-nodes",
+        "-key",
+        "ca.key",
+        "-subj",
+        "/CN=mlrollout-local-ca",
+        "-days",
+        "3650",
+        "-out",
+        "ca.crt",
+        cwd=pki,
+    )
     (pki / "apiserver.ext").write_text(
         "subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,"
         "DNS:kubernetes.default,DNS:kubernetes.default.svc\n"
@@ -93,23 +104,55 @@ def make_pki(pki: Path) -> None:
     ):
         _openssl("genrsa", "-out", f"{name}.key", "2048", cwd=pki)
         _openssl("req", "-new", "-key", f"{name}.key", "-subj", subj, "-out", f"{name}.csr", cwd=pki)
-        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-                 "-CAcreateserial", "-days", "3650", "-extfile", ext, "-out", f"{name}.crt", cwd=pki)
+        _openssl(
+            "x509",
+            "-req",
+            "-in",
+            f"{name}.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "3650",
+            "-extfile",
+            ext,
+            "-out",
+            f"{name}.crt",
+            cwd=pki,
+        )
     _openssl("genrsa", "-out", "sa.key", "2048", cwd=pki)
     _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
 
 
 def kubeconfig_text(server: str, pki: Path) -> str:
-    return json.dumps({
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "mlrollout-local", "cluster": {
-            "server": server, "certificate-authority": str(pki / "ca.crt")}}],
-        "users": [{"name": "admin", "user": {
-            "client-certificate": str(pki / "admin.crt"), "client-key": str(pki / "admin.key")}}],
-        "contexts": [{"name": "mlrollout-local", "context": {"cluster": "mlrollout-local", "user": "admin"}}],
-        "current-context": "mlrollout-local",
-    }, indent=2)
+    return json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "mlrollout-local",
+                    "cluster": {"server": server, "certificate-authority": str(pki / "ca.crt")},
+                }
+            ],
+            "users": [
+                {
+                    "name": "admin",
+                    "user": {
+                        "client-certificate": str(pki / "admin.crt"),
+                        "client-key": str(pki / "admin.key"),
+                    },
+                }
+            ],
+            "contexts": [
+                {"name": "mlrollout-local", "context": {"cluster": "mlrollout-local", "user": "admin"}}
+            ],
+            "current-context": "mlrollout-local",
+        },
+        indent=2,
+    )
 
 
 def kwok_node(name: str) -> dict[str, object]:
@@ -120,8 +163,11 @@ def kwok_node(name: str) -> dict[str, object]:
             "name": name,
             "annotations": {"node.alpha.kubernetes.io/ttl": "0", "kwok.x-k8s.io/node": "fake"},
             "labels": {
-                "kubernetes.io/arch": "amd64", "kubernetes.io/os": "linux",
-                "kubernetes.io/hostname": name, "kubernetes.io/role": "agent", "type": "kwok",
+                "kubernetes.io/arch": "amd64",
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/hostname": name,
+                "kubernetes.io/role": "agent",
+                "type": "kwok",
             },
         },
         "status": {
@@ -180,7 +226,10 @@ class LocalCluster:
         log.write(f"\n--- {time.strftime('%H:%M:%S')} {' '.join(argv)}\n".encode())
         log.flush()
         proc = subprocess.Popen(
-            list(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            list(argv),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
         log.close()
@@ -212,16 +261,22 @@ class LocalCluster:
         ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
         ctx.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
         try:
-            with urllib.request.urlopen(url, context=ctx, timeout=2) as resp:  # noqa: S310
+            with urllib.request.urlopen(url, context=ctx, timeout=2) as resp:
                 return bool(resp.status == 200)
         except OSError:
             return False
 
-    def kubectl(self, *args: str, input: str | None = None, check: bool = True,
-                timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
-            ["kubectl", *args], input=input, capture_output=True, text=True, env=self.env(),
-            timeout=timeout, check=False,
+            ["kubectl", *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            env=self.env(),
+            timeout=timeout,
+            check=False,
         )
         if check and proc.returncode != 0:
             raise ClusterError(f"kubectl {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
@@ -241,57 +296,95 @@ class LocalCluster:
         self.kubeconfig.write_text(kubeconfig_text(server, pki))
         started = time.monotonic()
 
-        self._spawn("etcd", [
-            b["etcd"], "--name=mlrollout", f"--data-dir={self.state / 'etcd'}",
-            f"--listen-client-urls=http://127.0.0.1:{etcd_port}",
-            f"--advertise-client-urls=http://127.0.0.1:{etcd_port}",
-            f"--listen-peer-urls=http://127.0.0.1:{etcd_peer}",
-            f"--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer}",
-            f"--initial-cluster=mlrollout=http://127.0.0.1:{etcd_peer}",
-            "--unsafe-no-fsync=true",  # a throwaway test store: speed over durability
-            "--quota-backend-bytes=4294967296",
-        ])
+        self._spawn(
+            "etcd",
+            [
+                b["etcd"],
+                "--name=mlrollout",
+                f"--data-dir={self.state / 'etcd'}",
+                f"--listen-client-urls=http://127.0.0.1:{etcd_port}",
+                f"--advertise-client-urls=http://127.0.0.1:{etcd_port}",
+                f"--listen-peer-urls=http://127.0.0.1:{etcd_peer}",
+                f"--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer}",
+                f"--initial-cluster=mlrollout=http://127.0.0.1:{etcd_peer}",
+                "--unsafe-no-fsync=true",  # a throwaway test store: speed over durability
+                "--quota-backend-bytes=4294967296",
+            ],
+        )
         self._wait("etcd", lambda: _http_ok(f"http://127.0.0.1:{etcd_port}/health"), 30)
 
-        self._spawn("kube-apiserver", [
-            b["kube-apiserver"],
-            f"--etcd-servers=http://127.0.0.1:{etcd_port}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={api_port}",
-            "--endpoint-reconciler-type=none",  # loopback endpoints are invalid for the kubernetes Service
-            f"--client-ca-file={pki / 'ca.crt'}",
-            f"--tls-cert-file={pki / 'apiserver.crt'}", f"--tls-private-key-file={pki / 'apiserver.key'}",
-            f"--service-account-key-file={pki / 'sa.pub'}",
-            f"--service-account-signing-key-file={pki / 'sa.key'}",
-            "--service-account-issuer=https://kubernetes.default.svc",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
-            "--authorization-mode=Node,RBAC", "--allow-privileged=true",
-            "--profiling=false", "--watch-cache=true",
-        ])
+        self._spawn(
+            "kube-apiserver",
+            [
+                b["kube-apiserver"],
+                f"--etcd-servers=http://127.0.0.1:{etcd_port}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={api_port}",
+                # Loopback endpoints are invalid for the `kubernetes` Service: skip reconciling it.
+                "--endpoint-reconciler-type=none",
+                f"--client-ca-file={pki / 'ca.crt'}",
+                f"--tls-cert-file={pki / 'apiserver.crt'}",
+                f"--tls-private-key-file={pki / 'apiserver.key'}",
+                f"--service-account-key-file={pki / 'sa.pub'}",
+                f"--service-account-signing-key-file={pki / 'sa.key'}",
+                "--service-account-issuer=https://kubernetes.default.svc",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--authorization-mode=Node,RBAC",
+                "--allow-privileged=true",
+                "--profiling=false",
+                "--watch-cache=true",
+            ],
+        )
         self._wait("kube-apiserver", lambda: self._https_ok(f"{server}/readyz"), 90)
 
-        self._spawn("kube-controller-manager", [
-            b["kube-controller-manager"], f"--kubeconfig={self.kubeconfig}",
-            f"--authentication-kubeconfig={self.kubeconfig}", f"--authorization-kubeconfig={self.kubeconfig}",
-            "--leader-elect=false", "--bind-address=127.0.0.1", "--secure-port=0",
-            f"--service-account-private-key-file={pki / 'sa.key'}", f"--root-ca-file={pki / 'ca.crt'}",
-            "--use-service-account-credentials=true",
-            "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-route",
-            "--concurrent-deployment-syncs=10", "--concurrent-replicaset-syncs=10",
-            "--kube-api-qps=200", "--kube-api-burst=400",
-        ])
-        self._spawn("kube-scheduler", [
-            b["kube-scheduler"], f"--kubeconfig={self.kubeconfig}",
-            f"--authentication-kubeconfig={self.kubeconfig}", f"--authorization-kubeconfig={self.kubeconfig}",
-            "--leader-elect=false", "--bind-address=127.0.0.1", "--secure-port=0",
-            "--kube-api-qps=200", "--kube-api-burst=400",
-        ])
-        self._spawn("kwok", [
-            b["kwok"], f"--kubeconfig={self.kubeconfig}",
-            "--manage-all-nodes=false",
-            "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
-            f"--cidr={POD_CIDR}", "--node-ip=127.0.0.1", "--node-port=0",
-            "--server-address=127.0.0.1:0",
-        ])
+        self._spawn(
+            "kube-controller-manager",
+            [
+                b["kube-controller-manager"],
+                f"--kubeconfig={self.kubeconfig}",
+                f"--authentication-kubeconfig={self.kubeconfig}",
+                f"--authorization-kubeconfig={self.kubeconfig}",
+                "--leader-elect=false",
+                "--bind-address=127.0.0.1",
+                "--secure-port=0",
+                f"--service-account-private-key-file={pki / 'sa.key'}",
+                f"--root-ca-file={pki / 'ca.crt'}",
+                "--use-service-account-credentials=true",
+                "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-route",
+                "--concurrent-deployment-syncs=10",
+                "--concurrent-replicaset-syncs=10",
+                "--kube-api-qps=200",
+                "--kube-api-burst=400",
+            ],
+        )
+        self._spawn(
+            "kube-scheduler",
+            [
+                b["kube-scheduler"],
+                f"--kubeconfig={self.kubeconfig}",
+                f"--authentication-kubeconfig={self.kubeconfig}",
+                f"--authorization-kubeconfig={self.kubeconfig}",
+                "--leader-elect=false",
+                "--bind-address=127.0.0.1",
+                "--secure-port=0",
+                "--kube-api-qps=200",
+                "--kube-api-burst=400",
+            ],
+        )
+        self._spawn(
+            "kwok",
+            [
+                b["kwok"],
+                f"--kubeconfig={self.kubeconfig}",
+                "--manage-all-nodes=false",
+                "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+                f"--cidr={POD_CIDR}",
+                "--node-ip=127.0.0.1",
+                "--node-port=0",
+                "--server-address=127.0.0.1:0",
+            ],
+        )
         nodes = "\n---\n".join(json.dumps(kwok_node(f"kwok-node-{i}")) for i in range(self.nodes))
         self._wait("kube-controller-manager", lambda: True, 1)
         self.kubectl("apply", "-f", "-", input=nodes)
@@ -299,9 +392,13 @@ class LocalCluster:
         self._wait("kube-controller-manager", self._default_sa_exists, 60)
 
     def _nodes_ready(self) -> bool:
-        out = self.kubectl("get", "nodes", "-o",
-                           "jsonpath={range .items[*]}{.status.conditions[?(@.type==\"Ready\")].status}"
-                           "{\"\\n\"}{end}", check=False).stdout.split()
+        out = self.kubectl(
+            "get",
+            "nodes",
+            "-o",
+            'jsonpath={range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\\n"}{end}',
+            check=False,
+        ).stdout.split()
         return len(out) >= self.nodes and all(s == "True" for s in out)
 
     def _default_sa_exists(self) -> bool:
@@ -338,18 +435,20 @@ class LocalCluster:
 
 def _http_ok(url: str) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310
+        with urllib.request.urlopen(url, timeout=2) as resp:
             return bool(resp.status == 200)
     except OSError:
         return False
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="hack/local-cluster", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="hack/local-cluster", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("command", choices=["up", "down", "env", "status", "build"])
-    parser.add_argument("--state", type=Path, default=Path(os.environ.get("MLROLLOUT_CLUSTER_STATE",
-                                                                         DEFAULT_STATE)))
+    parser.add_argument(
+        "--state", type=Path, default=Path(os.environ.get("MLROLLOUT_CLUSTER_STATE", DEFAULT_STATE))
+    )
     parser.add_argument("--nodes", type=int, default=3)
     args = parser.parse_args(argv)
     cluster = LocalCluster(state=args.state.resolve(), nodes=args.nodes)
@@ -359,7 +458,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "up":
             t0 = time.monotonic()
             cluster.up()
-            print(f"local cluster up in {time.monotonic() - t0:.1f}s; logs in {cluster.logs}", file=sys.stderr)
+            print(
+                f"local cluster up in {time.monotonic() - t0:.1f}s; logs in {cluster.logs}", file=sys.stderr
+            )
             print(f"export KUBECONFIG={cluster.kubeconfig}")
         elif args.command == "env":
             print(f"export KUBECONFIG={cluster.kubeconfig}")

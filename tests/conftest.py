@@ -50,25 +50,25 @@ class ComponentLogs:
         return "\n".join(parts)
 
 
-_LOGS: ComponentLogs | None = None
+# One registry per session, reachable from the report hook (which gets no fixtures).
+_SESSION_LOGS: list[ComponentLogs] = []
 
 
 @pytest.fixture(scope="session")
 def component_logs(tmp_path_factory: pytest.TempPathFactory) -> ComponentLogs:
-    global _LOGS
-    if _LOGS is None:
+    if not _SESSION_LOGS:
         root = Path(os.environ.get("MLROLLOUT_TEST_LOGS") or tmp_path_factory.mktemp("component-logs"))
         root.mkdir(parents=True, exist_ok=True)
-        _LOGS = ComponentLogs(root=root)
-    return _LOGS
+        _SESSION_LOGS.append(ComponentLogs(root=root))
+    return _SESSION_LOGS[0]
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Iterator[None]:
     outcome = yield
     report = outcome.get_result()  # type: ignore[attr-defined]
-    if report.failed and _LOGS is not None:
-        text = _LOGS.report()
+    if report.failed and _SESSION_LOGS:
+        text = _SESSION_LOGS[0].report()
         if text:
             report.sections.append(("component logs (tails)", text))
 
@@ -139,7 +139,9 @@ class MlflowServer:
 
 
 @pytest.fixture(scope="session")
-def mlflow_server(component_logs: ComponentLogs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+def mlflow_server(
+    component_logs: ComponentLogs, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[MlflowServer]:
     mlflow_bin = Path(sys.executable).parent / "mlflow"
     if not mlflow_bin.exists():
         unavailable(f"mlflow CLI not installed at {mlflow_bin} (run `make setup`)")
@@ -149,9 +151,21 @@ def mlflow_server(component_logs: ComponentLogs, tmp_path_factory: pytest.TempPa
     port = free_port()
     proc = ManagedProcess.start(
         "mlflow-server",
-        [str(mlflow_bin), "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-         "--default-artifact-root", artifacts.as_uri(), "--no-serve-artifacts", "--workers", "1"],
+        [
+            str(mlflow_bin),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--backend-store-uri",
+            f"sqlite:///{root / 'mlflow.db'}",
+            "--default-artifact-root",
+            artifacts.as_uri(),
+            "--no-serve-artifacts",
+            "--workers",
+            "1",
+        ],
         logs=component_logs,
         env={**os.environ, "MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD": "false"},
     )

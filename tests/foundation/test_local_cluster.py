@@ -33,7 +33,9 @@ DEPLOYMENT = textwrap.dedent(
 
 def test_deployment_rolls_out_on_kwok_nodes(cluster: LocalCluster, namespace: str) -> None:
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=DEPLOYMENT)
-    status = cluster.kubectl("rollout", "status", "-n", namespace, "deployment/web", "--timeout=60s", timeout=90)
+    status = cluster.kubectl(
+        "rollout", "status", "-n", namespace, "deployment/web", "--timeout=60s", timeout=90
+    )
     assert "successfully rolled out" in status.stdout
 
     wide = cluster.kubectl("get", "pods", "-n", namespace, "-o", "wide").stdout
@@ -44,7 +46,9 @@ def test_deployment_rolls_out_on_kwok_nodes(cluster: LocalCluster, namespace: st
 
     pods = json.loads(cluster.kubectl("get", "pods", "-n", namespace, "-o", "json").stdout)["items"]
     nodes = json.loads(cluster.kubectl("get", "nodes", "-o", "json").stdout)["items"]
-    kwok_nodes = {n["metadata"]["name"] for n in nodes if n["metadata"]["annotations"].get("kwok.x-k8s.io/node")}
+    kwok_nodes = {
+        n["metadata"]["name"] for n in nodes if n["metadata"]["annotations"].get("kwok.x-k8s.io/node")
+    }
     assert {p["spec"]["nodeName"] for p in pods} <= kwok_nodes
     for pod in pods:
         ready = {c["type"]: c["status"] for c in pod["status"]["conditions"]}
@@ -64,7 +68,9 @@ def test_component_that_fails_to_start_reports_its_log(tmp_path: Path) -> None:
     bins.mkdir()
     for name in COMPONENTS:
         script = bins / name
-        script.write_text(f"#!/bin/sh\necho '{name}: listen tcp 127.0.0.1: bind: address already in use'\nexit 3\n")
+        script.write_text(
+            f"#!/bin/sh\necho '{name}: listen tcp 127.0.0.1: bind: address already in use'\nexit 3\n"
+        )
         script.chmod(0o755)
     broken = LocalCluster(state=tmp_path / "state", bin_dir=bins)
     try:

@@ -29,4 +29,5 @@ def test_registered_version_f1_is_read_back(mlflow_server: object) -> None:
     assert signature is not None
     assert signature.inputs.input_names() == good.feature_names
     assert good.source.startswith(("file://", "/")), good.source
-    assert len(good.feature_names) == 30 and set(good.classes) == {0, 1}
+    assert len(good.feature_names) == 30
+    assert set(good.classes) == {0, 1}

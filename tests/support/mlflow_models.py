@@ -102,7 +102,14 @@ def train_and_register(
     rows = x_test.head(5).to_dict(orient="records")
     classes = sorted(int(c) for c in np.unique(y))
     return ModelVersionInfo(
-        name=name, version=version, run_id=run.info.run_id, model_uri=f"models:/{name}/{version}",
-        source=source, f1=f1, accuracy=accuracy, feature_names=names, classes=classes,
+        name=name,
+        version=version,
+        run_id=run.info.run_id,
+        model_uri=f"models:/{name}/{version}",
+        source=source,
+        f1=f1,
+        accuracy=accuracy,
+        feature_names=names,
+        classes=classes,
         sample_rows=[{k: float(v) for k, v in r.items()} for r in rows],
     )

@@ -59,8 +59,13 @@ class ManagedProcess:
             log.write(f"\n--- {time.strftime('%H:%M:%S')} {' '.join(argv)}\n".encode())
             log.flush()
             proc = subprocess.Popen(
-                list(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=dict(env) if env is not None else None, cwd=cwd, start_new_session=True,
+                list(argv),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=dict(env) if env is not None else None,
+                cwd=cwd,
+                start_new_session=True,
             )
         return cls(name=name, proc=proc, log_path=log_path)
 
