@@ -62,7 +62,8 @@ class PrometheusClient:
         url = f"{self.address}/api/v1/query"
         timeout = aiohttp.ClientTimeout(total=self.timeout_seconds)
         # Prometheus cuts the evaluation itself slightly before we give up on the HTTP call.
-        form = {"query": promql, "timeout": f"{max(0.1, self.timeout_seconds * 0.9):.3f}s"}
+        # Prometheus durations take whole units only ("4500ms", not "4.5s").
+        form = {"query": promql, "timeout": f"{max(100, round(self.timeout_seconds * 900))}ms"}
         try:
             async with self._get_session().post(url, data=form, timeout=timeout) as resp:
                 text = await resp.text()

@@ -1,0 +1,74 @@
+"""Carry a Plan out: children first (so status never claims what does not exist), then status
+(only when it changed), then Events and registry tags. Every call is idempotent."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from mlrollout.operator import children
+from mlrollout.operator.kube import HASH_ANNOTATION, Kube, manifest_hash
+from mlrollout.operator.planner import Event, Plan
+from mlrollout.operator.registry import Registry
+from mlrollout.operator.spec import Spec
+
+log = logging.getLogger(__name__)
+
+PostEvent = Callable[[Event], None]
+
+
+def status_changed(current: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:
+    """Compare only the fields the planner manages; nulls mean absent."""
+    current = current or {}
+    for key, value in new.items():
+        have = current.get(key)
+        if value in (None, []) and have in (None, []):
+            continue
+        if have != value:
+            return True
+    return False
+
+
+async def apply_plan(
+    kube: Kube,
+    md: Mapping[str, Any],
+    spec: Spec,
+    plan: Plan,
+    applied_hashes: Mapping[str, str],
+    *,
+    post_event: PostEvent,
+    registry: Registry | None,
+    service_applied: Callable[[str], Awaitable[bool]],
+) -> None:
+    meta = md["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+
+    for want in plan.deployments:
+        manifest = children.deployment(md, spec, want)
+        digest = manifest_hash(manifest)
+        if applied_hashes.get(want.name) != digest:
+            manifest["metadata"]["annotations"] = {HASH_ANNOTATION: digest}
+            await kube.apply_deployment(manifest)
+    if plan.deployments:
+        svc = children.service(md, spec)
+        if not await service_applied(manifest_hash(svc)):
+            await kube.apply_service(svc)
+    for gone in plan.delete:
+        await kube.delete_deployment(namespace, gone)
+
+    new_status = plan.status.to_dict()
+    if status_changed(md.get("status"), new_status):
+        await kube.patch_status(namespace, name, new_status)
+
+    for event in plan.events:
+        post_event(event)
+    for tag in plan.tags:
+        if registry is None:
+            break
+        try:
+            await registry.tag(spec.model.name, tag.version, tag.key, tag.value)
+        except Exception as exc:  # a tag is a courtesy; never block the rollout on it
+            log.warning(
+                "could not tag %s version %s %s=%s: %s", spec.model.name, tag.version, tag.key, tag.value, exc
+            )

@@ -1,0 +1,235 @@
+"""kopf wiring. One reconcile function serves create, resume and spec updates; a per-object daemon
+re-runs it when the plan asks (pause timers, waiting on pods, alias refresh) or when an owned
+Deployment changes. Handlers stay thin: observe, plan (pure), apply.
+
+Run: `python -m mlrollout.operator --standalone`
+  or: `kopf run -m mlrollout.operator.handlers --all-namespaces [--standalone | --peering NAME]`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client.exceptions import ApiException
+from mlrollout.operator.applier import apply_plan
+from mlrollout.operator.children import LABEL_MD
+from mlrollout.operator.kube import Kube
+from mlrollout.operator.model import AnalysisResult, Condition, Observed, RegistryFailure, Resolution, Status
+from mlrollout.operator.planner import Event, needs_resolution, plan
+from mlrollout.operator.registry import RegistryPool, configure_client_defaults
+from mlrollout.operator.spec import GROUP, PLURAL, VERSION, InvalidSpec, parse_spec
+
+log = logging.getLogger("mlrollout.operator")
+
+IDLE_SECONDS = float(os.environ.get("MLROLLOUT_RESYNC_SECONDS", "60"))  # level-based resync when idle
+FINALIZER = "mlrollout.io/finalizer"
+PREFIX = "mlrollout.io"
+
+
+@dataclass
+class ObjectState:
+    """In-process state for one ModelDeployment: serialises reconciles, wakes its daemon."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    next_delay: float = IDLE_SECONDS
+    service_hash: str = ""
+
+
+@dataclass
+class Runtime:
+    kube: Kube
+    registries: RegistryPool
+    objects: dict[tuple[str, str], ObjectState] = field(default_factory=dict)
+
+    def state(self, namespace: str, name: str) -> ObjectState:
+        return self.objects.setdefault((namespace, name), ObjectState())
+
+
+class _Process:
+    """The one Runtime of this operator process (set at startup)."""
+
+    runtime: Runtime | None = None
+
+
+def runtime() -> Runtime:
+    if _Process.runtime is None:
+        raise kopf.TemporaryError("operator is still starting", delay=1)
+    return _Process.runtime
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=PREFIX, key="last-handled-configuration"
+    )
+    settings.posting.level = logging.WARNING  # our own Events carry the decisions
+    settings.peering.name = os.environ.get("MLROLLOUT_PEERING", "mlrollout")
+    settings.peering.mandatory = False
+    settings.watching.server_timeout = 300
+    settings.batching.worker_limit = int(os.environ.get("MLROLLOUT_WORKERS", "200"))
+    configure_client_defaults()
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        await config.load_kube_config()
+    api = client.ApiClient()
+    _Process.runtime = Runtime(
+        kube=Kube(api), registries=RegistryPool(os.environ.get("MLROLLOUT_TRACKING_URI"))
+    )
+
+
+def _post(body: kopf.Body) -> Any:
+    def post(event: Event) -> None:
+        kopf.event(body, type=event.type, reason=event.reason, message=event.message[:1024])
+
+    return post
+
+
+async def reconcile(body: kopf.Body, *, raise_invalid: bool) -> float | None:
+    """Observe, plan, apply. Returns when to look again (seconds) or None."""
+    rt = runtime()
+    meta = body["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    st = rt.state(namespace, name)
+    async with st.lock:
+        try:
+            spec = parse_spec(body.get("spec") or {})
+        except InvalidSpec as exc:
+            await _report_invalid(rt, body, str(exc))
+            if raise_invalid:
+                raise kopf.PermanentError(f"invalid spec: {exc}") from exc
+            return None
+        status = Status.from_dict(body.get("status"))
+        now = datetime.now(UTC)
+        registry = rt.registries.for_uri(spec.tracking_uri)
+        answer: Resolution | RegistryFailure | None = None
+        if needs_resolution(spec, status, now):
+            if registry is None:
+                answer = RegistryFailure(
+                    False,
+                    "NoTrackingUri",
+                    "set spec.registry.trackingUri (the operator has no MLROLLOUT_TRACKING_URI)",
+                )
+            else:
+                answer = await registry.resolve(spec.model, spec.gate.metric)
+        deployments, hashes = await rt.kube.observe_deployments(
+            namespace, name, with_pods=status.canary is not None
+        )
+        observed = Observed(
+            now=now,
+            generation=int(meta.get("generation") or 0),
+            deployments=deployments,
+            registry=answer,
+            analysis=AnalysisResult.from_dict((body.get("status") or {}).get("lastAnalysis")),
+        )
+        decided = plan(name, spec, status, observed)
+
+        async def service_applied(digest: str) -> bool:
+            if st.service_hash == digest:
+                return True
+            st.service_hash = digest
+            return False
+
+        await apply_plan(
+            rt.kube,
+            body,
+            spec,
+            decided,
+            hashes,
+            post_event=_post(body),
+            registry=registry,
+            service_applied=service_applied,
+        )
+        if decided.events:
+            log.info(
+                "%s/%s: %s", namespace, name, "; ".join(f"{e.reason}: {e.message}" for e in decided.events)
+            )
+        return decided.requeue_after
+
+
+async def _report_invalid(rt: Runtime, body: kopf.Body, message: str) -> None:
+    status = Status.from_dict(body.get("status"))
+    now = datetime.now(UTC)
+    new = status.with_condition(Condition("Ready", "False", "InvalidSpec", message), now)
+    if new.condition("Ready") != status.condition("Ready"):
+        kopf.event(body, type="Warning", reason="InvalidSpec", message=message)
+        meta = body["metadata"]
+        await rt.kube.patch_status(
+            meta["namespace"],
+            meta["name"],
+            {"conditions": [c.to_dict() for c in new.conditions], "message": message},
+        )
+
+
+def _wake(namespace: str, name: str, delay: float | None) -> None:
+    if _Process.runtime is None:
+        return
+    st = _Process.runtime.state(namespace, name)
+    st.next_delay = IDLE_SECONDS if delay is None else max(0.0, delay)
+    st.wake.set()
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
+async def on_change(body: kopf.Body, **_: Any) -> None:
+    try:
+        delay = await reconcile(body, raise_invalid=True)
+    except ApiException as exc:
+        raise kopf.TemporaryError(f"Kubernetes API: {exc.status} {exc.reason}", delay=2) from exc
+    _wake(body["metadata"]["namespace"], body["metadata"]["name"], delay)
+
+
+@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=5.0)
+async def rollout_loop(
+    stopped: kopf.DaemonStopped,
+    body: kopf.Body,
+    logger: logging.Logger | logging.LoggerAdapter[Any],
+    **_: Any,
+) -> None:
+    """Level-based loop: re-plan when the last plan asked to, when a child changed, or every IDLE_SECONDS."""
+    namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    st = runtime().state(namespace, name)
+    try:
+        while not stopped:
+            wake = asyncio.ensure_future(st.wake.wait())
+            stop = asyncio.ensure_future(stopped.wait())
+            try:
+                await asyncio.wait({wake, stop}, timeout=st.next_delay, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                wake.cancel()
+                stop.cancel()
+            st.wake.clear()
+            if stopped:
+                break
+            try:
+                delay = await reconcile(body, raise_invalid=False)
+                st.next_delay = IDLE_SECONDS if delay is None else max(0.5, delay)
+            except (ApiException, OSError) as exc:
+                logger.warning("reconcile failed, retrying: %s", exc)
+                st.next_delay = 2.0
+    finally:
+        if stopped:
+            runtime().objects.pop((namespace, name), None)
+
+
+@kopf.on.event("apps", "v1", "deployments", labels={LABEL_MD: kopf.PRESENT})
+def on_child_deployment(body: kopf.Body, **_: Any) -> None:
+    """A serving Deployment changed (pods became Ready, scaled...): re-plan its owner now."""
+    md_name = (body["metadata"].get("labels") or {}).get(LABEL_MD)
+    rt = _Process.runtime
+    key = (body["metadata"]["namespace"], str(md_name))
+    if rt is not None and key in rt.objects:
+        st = rt.objects[key]
+        st.next_delay = 0.2  # coalesce bursts of child events into one reconcile
+        st.wake.set()

@@ -1,0 +1,127 @@
+"""The few Kubernetes API calls the operator makes, each idempotent (SSA; delete 404 = done)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+from mlrollout.operator.children import FIELD_MANAGER, LABEL_MD, LABEL_VERSION
+from mlrollout.operator.model import DeploymentObs
+from mlrollout.operator.spec import GROUP, PLURAL, VERSION
+
+HASH_ANNOTATION = "mlrollout.io/applied-hash"
+_APPLY = "application/apply-patch+yaml"
+_MERGE = "application/merge-patch+json"
+
+
+def manifest_hash(obj: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _crash_looping(pod: Any) -> bool:
+    for cs in (pod.status.container_statuses or []) if pod.status else []:
+        waiting = cs.state.waiting if cs.state else None
+        if (waiting and waiting.reason == "CrashLoopBackOff") or (cs.restart_count or 0) >= 3:
+            return True
+    return False
+
+
+def _unschedulable(pod: Any) -> bool:
+    conds = (pod.status.conditions or []) if pod.status else []
+    return any(
+        c.type == "PodScheduled" and c.status == "False" and c.reason == "Unschedulable" for c in conds
+    )
+
+
+class Kube:
+    def __init__(self, api: client.ApiClient) -> None:
+        # Typed as Any: the generated client accepts `_content_type` (needed for server-side apply
+        # and merge patches) through **kwargs that its signatures do not declare.
+        self.apps: Any = client.AppsV1Api(api)
+        self.core: Any = client.CoreV1Api(api)
+        self.custom: Any = client.CustomObjectsApi(api)
+
+    async def observe_deployments(
+        self, namespace: str, md_name: str, *, with_pods: bool
+    ) -> tuple[dict[str, DeploymentObs], dict[str, str]]:
+        """Owned Deployments as observations, plus each one's applied-manifest hash."""
+        selector = f"{LABEL_MD}={md_name}"
+        listing = await self.apps.list_namespaced_deployment(namespace, label_selector=selector)
+        crash: set[str] = set()
+        unsched: set[str] = set()
+        if with_pods:
+            pods = await self.core.list_namespaced_pod(namespace, label_selector=selector)
+            for pod in pods.items:
+                version = (pod.metadata.labels or {}).get(LABEL_VERSION, "")
+                if _crash_looping(pod):
+                    crash.add(version)
+                if _unschedulable(pod):
+                    unsched.add(version)
+        out: dict[str, DeploymentObs] = {}
+        hashes: dict[str, str] = {}
+        for d in listing.items:
+            version = (d.metadata.labels or {}).get(LABEL_VERSION, "")
+            name = d.metadata.name
+            out[name] = DeploymentObs(
+                name=name,
+                version=version,
+                replicas=d.spec.replicas or 0,
+                ready_replicas=(d.status.ready_replicas or 0) if d.status else 0,
+                uid=d.metadata.uid or "",
+                crash_looping=version in crash,
+                unschedulable=version in unsched,
+            )
+            hashes[name] = (d.metadata.annotations or {}).get(HASH_ANNOTATION, "")
+        return out, hashes
+
+    async def apply_deployment(self, manifest: dict[str, Any]) -> None:
+        meta = manifest["metadata"]
+        await self.apps.patch_namespaced_deployment(
+            meta["name"],
+            meta["namespace"],
+            manifest,
+            field_manager=FIELD_MANAGER,
+            force=True,
+            _content_type=_APPLY,
+        )
+
+    async def apply_service(self, manifest: dict[str, Any]) -> None:
+        meta = manifest["metadata"]
+        await self.core.patch_namespaced_service(
+            meta["name"],
+            meta["namespace"],
+            manifest,
+            field_manager=FIELD_MANAGER,
+            force=True,
+            _content_type=_APPLY,
+        )
+
+    async def service_exists(self, namespace: str, name: str) -> bool:
+        try:
+            await self.core.read_namespaced_service(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    async def delete_deployment(self, namespace: str, name: str) -> None:
+        try:
+            await self.apps.delete_namespaced_deployment(name, namespace, propagation_policy="Background")
+        except ApiException as exc:
+            if exc.status != 404:  # already gone is the goal
+                raise
+
+    async def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        await self.custom.patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, PLURAL, name, {"status": dict(status)}, _content_type=_MERGE
+        )
+
+    async def patch_spec(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
+        await self.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, name, dict(patch), _content_type=_MERGE
+        )
