@@ -1,0 +1,124 @@
+"""Pure parts of the plugin (patches, tables) and of the applier (child manifests, status diff)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from mlrollout.operator.applier import status_changed
+from mlrollout.operator.children import deployment, service
+from mlrollout.operator.planner import DesiredDeployment
+from mlrollout.operator.plugin import (
+    PluginError,
+    intent_patch,
+    render_history,
+    render_status,
+    undo_patch,
+    undo_target,
+)
+from mlrollout.operator.spec import parse_spec
+
+MD: dict[str, Any] = {
+    "metadata": {"name": "churn", "namespace": "ml", "uid": "u-1"},
+    "spec": {
+        "model": {"name": "churn", "version": "2"},
+        "serving": {
+            "image": "serve:1",
+            "replicas": 4,
+            "nodeSelector": {"pool": "gpu"},
+            "env": [{"name": "LOG", "value": "debug"}],
+            "auth": {"secretRef": {"name": "keys"}},
+        },
+        "rollout": {"steps": [{"setWeight": 50}, {"pause": {}}]},
+    },
+    "status": {
+        "phase": "Paused",
+        "stable": {"version": "2", "modelUri": "file:///a/2", "deployment": "churn-v2", "gateValue": 0.91},
+        "history": [
+            {"revision": 2, "version": "1", "modelUri": "file:///a/1", "deployment": "churn-v1"},
+            {"revision": 1, "version": "0", "modelUri": "file:///a/0", "deployment": "churn-v0"},
+        ],
+        "conditions": [{"type": "Ready", "status": "True", "reason": "Available", "message": "4 pods ready"}],
+    },
+}
+
+
+def test_intent_patch_clears_other_actions() -> None:
+    body = intent_patch("promote", "full")
+    intent = body["spec"]["intent"]
+    assert intent["promote"] == "full"
+    assert intent["abort"] is None
+    assert intent["undo"] is None
+    assert len(intent["id"]) == 12
+    assert intent_patch("abort", True)["spec"]["intent"]["id"] != intent["id"]
+
+
+def test_undo_picks_latest_kept_or_named_version() -> None:
+    assert undo_target(MD, None, None) == "1"
+    assert undo_target(MD, "0", None) == "0"
+    assert undo_target(MD, None, 1) == "0"
+    with pytest.raises(PluginError, match="version 9 is not kept"):
+        undo_target(MD, "9", None)
+    with pytest.raises(PluginError, match="no revision 7"):
+        undo_target(MD, None, 7)
+    body = undo_patch("1")
+    assert body["spec"]["model"] == {"version": "1", "alias": None}
+    assert body["spec"]["intent"]["undo"] == {"version": "1"}
+
+
+def test_tables_are_readable() -> None:
+    status = render_status(MD)
+    assert "Phase:     Paused" in status
+    assert "stable   2" in status
+    assert "Ready       True" in status
+    history = render_history(MD)
+    assert history.splitlines()[0].split() == [
+        "REVISION",
+        "VERSION",
+        "GATE",
+        "STATE",
+        "SINCE",
+        "MODEL",
+        "URI",
+    ]
+    assert "current" in history
+    assert "kept (0 replicas)" in history
+
+
+def test_deployment_manifest_pins_uri_and_owner() -> None:
+    spec = parse_spec(MD["spec"])
+    manifest = deployment(MD, spec, DesiredDeployment("churn-v2", "2", "file:///a/2", 3, "canary"))
+    assert manifest["metadata"]["ownerReferences"][0]["uid"] == "u-1"
+    assert manifest["metadata"]["labels"]["mlrollout.io/track"] == "canary"
+    template = manifest["spec"]["template"]
+    assert "mlrollout.io/track" not in template["metadata"]["labels"]  # promotion must not restart pods
+    assert template["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
+    container = template["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["MLROLLOUT_MODEL_URI"] == "file:///a/2"
+    assert env["LOG"] == "debug"
+    assert template["spec"]["nodeSelector"] == {"pool": "gpu"}
+    assert template["spec"]["volumes"][0]["secret"]["secretName"] == "keys"
+    assert manifest["spec"]["replicas"] == 3
+    svc = service(MD, spec)
+    assert svc["spec"]["selector"] == {
+        "app.kubernetes.io/name": "mlrollout-serving",
+        "mlrollout.io/model-deployment": "churn",
+    }
+
+
+@pytest.mark.parametrize(
+    ("current", "new", "changed"),
+    [
+        (
+            {"phase": "Promoted", "lastAnalysis": {"x": 1}},
+            {"phase": "Promoted", "canary": None, "history": []},
+            False,
+        ),
+        ({"phase": "Promoted"}, {"phase": "Progressing"}, True),
+        ({"canary": {"version": "2"}}, {"canary": None}, True),
+        (None, {"phase": "Pending"}, True),
+    ],
+)
+def test_status_changed(current: dict[str, Any] | None, new: dict[str, Any], changed: bool) -> None:
+    assert status_changed(current, new) is changed
