@@ -1,0 +1,88 @@
+"""Server settings from the environment, each checked with an error that names the variable."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from mlrollout.serving.feedback import StoreLimits
+from mlrollout.serving.parsing import Limits
+
+TRUE = {"1", "true", "yes", "on"}
+FALSE = {"0", "false", "no", "off", ""}
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    model_uri: str = ""
+    model_name: str | None = None
+    model_version: str | None = None
+    track: str = "stable"
+    limits: Limits = field(default_factory=Limits)
+    api_keys_file: str | None = None
+    api_keys: str | None = None
+    microbatch: bool = True
+    microbatch_max_rows: int = 256
+    feedback: StoreLimits = field(default_factory=StoreLimits)
+    skops_trusted_types: tuple[str, ...] = ()
+    allow_pickle: bool = False
+    log_requests: bool = True
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ServingConfig:
+        e = os.environ if env is None else env
+        track = e.get("MLROLLOUT_TRACK", "stable").strip() or "stable"
+        return cls(
+            model_uri=e.get("MLROLLOUT_MODEL_URI", "").strip(),
+            model_name=e.get("MLROLLOUT_MODEL_NAME") or None,
+            model_version=e.get("MLROLLOUT_MODEL_VERSION") or None,
+            track=track,
+            limits=Limits(
+                max_body_bytes=_int(e, "MLROLLOUT_MAX_BODY_BYTES", Limits.max_body_bytes, 1),
+                max_rows=_int(e, "MLROLLOUT_MAX_ROWS", Limits.max_rows, 1),
+            ),
+            api_keys_file=e.get("MLROLLOUT_API_KEYS_FILE") or None,
+            api_keys=e.get("MLROLLOUT_API_KEYS") or None,
+            microbatch=_bool(e, "MLROLLOUT_MICROBATCH", True),
+            microbatch_max_rows=_int(e, "MLROLLOUT_MICROBATCH_MAX_ROWS", 256, 1),
+            feedback=StoreLimits(
+                slots=_int(e, "MLROLLOUT_FEEDBACK_SLOTS", StoreLimits.slots, 1),
+                max_rows=_int(e, "MLROLLOUT_FEEDBACK_MAX_ROWS", StoreLimits.max_rows, 1),
+                ttl_seconds=float(_int(e, "MLROLLOUT_FEEDBACK_TTL_SECONDS", int(StoreLimits.ttl_seconds), 1)),
+            ),
+            skops_trusted_types=tuple(
+                t.strip() for t in e.get("MLROLLOUT_SKOPS_TRUSTED_TYPES", "").split(",") if t.strip()
+            ),
+            allow_pickle=_bool(e, "MLROLLOUT_ALLOW_PICKLE", False),
+            log_requests=_bool(e, "MLROLLOUT_LOG_REQUESTS", True),
+        )
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not an integer") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={value} must be >= {minimum}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in TRUE:
+        return True
+    if value in FALSE:
+        return False
+    raise ConfigError(f"{name}={raw!r} is not a boolean (true/false)")

@@ -1,0 +1,171 @@
+"""Prometheus metrics, correct under gunicorn with several workers (see METRICS.md for names and labels).
+
+In multiprocess mode (PROMETHEUS_MULTIPROC_DIR set before prometheus_client is imported) each worker
+writes its own mmap files and /metrics aggregates them; live F1 is computed at scrape time from the
+aggregated confusion counter, so it is the same whichever worker answers the scrape."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from mlrollout.serving.feedback import macro_f1
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+
+IDENTITY = ("model", "model_version", "track")  # model_version: what the operator's analysis matches
+FAST_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+REQUEST_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+STAGES = ("parse", "predict", "serialize")
+CONFUSION = "mlrollout_feedback"  # family name; samples end in _total
+
+
+@dataclass(frozen=True)
+class Identity:
+    model: str
+    version: str
+    track: str
+
+    def labels(self) -> dict[str, str]:
+        return {"model": self.model, "model_version": self.version, "track": self.track}
+
+
+class ServingMetrics:
+    """All series of one server; children for fixed label sets are bound once, not per request."""
+
+    def __init__(self, identity: Identity, registry: CollectorRegistry | None = None) -> None:
+        reg: Any = registry if registry is not None else _default_registry()
+        ident = identity.labels()
+        self.identity = identity
+        self.requests = Counter(
+            "mlrollout_requests", "HTTP requests by endpoint and status code.",
+            (*IDENTITY, "endpoint", "status"), registry=reg,
+        )
+        self.latency = Histogram(
+            "mlrollout_request_duration_seconds", "Time from request start to response, per endpoint.",
+            (*IDENTITY, "endpoint"), buckets=REQUEST_BUCKETS, registry=reg,
+        )
+        stage = Histogram(
+            "mlrollout_stage_duration_seconds", "Time spent per scoring stage (parse, predict, serialize).",
+            (*IDENTITY, "stage"), buckets=FAST_BUCKETS, registry=reg,
+        )
+        self.stage = {s: stage.labels(**ident, stage=s) for s in STAGES}
+        self.rows = Counter("mlrollout_rows", "Rows scored.", IDENTITY, registry=reg).labels(**ident)
+        self.predictions = Counter(
+            "mlrollout_predictions", "Predictions by predicted class.", (*IDENTITY, "class"), registry=reg
+        )
+        self.missing = Counter(
+            "mlrollout_missing_values", "Missing input values received, by feature.", (*IDENTITY, "feature"),
+            registry=reg,
+        )
+        self.feedback = Counter(
+            "mlrollout_feedback", "Labelled predictions from /feedback, by (predicted, actual) class.",
+            (*IDENTITY, "predicted", "actual"), registry=reg,
+        )
+        info = Gauge(
+            "mlrollout_model_info", "The model this server serves (value 1).", (*IDENTITY, "flavor"),
+            registry=reg, multiprocess_mode="max",
+        )
+        self._info = info
+        self._load = Gauge(
+            "mlrollout_model_load_seconds", "Time taken to load the model at start.", IDENTITY,
+            registry=reg, multiprocess_mode="max",
+        ).labels(**ident)
+        self._ident = ident
+        self._endpoint_cache: dict[tuple[str, int], Any] = {}
+        self._latency_cache: dict[str, Any] = {}
+        self._class_cache: dict[Any, Any] = {}
+
+    def model_loaded(self, flavor: str, seconds: float) -> None:
+        self._info.labels(**self._ident, flavor=flavor).set(1)
+        self._load.set(seconds)
+
+    def request(self, endpoint: str, status: int, seconds: float) -> None:
+        key = (endpoint, status)
+        counter = self._endpoint_cache.get(key)
+        if counter is None:
+            counter = self._endpoint_cache[key] = self.requests.labels(
+                **self._ident, endpoint=endpoint, status=str(status)
+            )
+        counter.inc()
+        hist = self._latency_cache.get(endpoint)
+        if hist is None:
+            hist = self._latency_cache[endpoint] = self.latency.labels(**self._ident, endpoint=endpoint)
+        hist.observe(seconds)
+
+    def scored(self, class_counts: Mapping[Any, int], rows: int) -> None:
+        self.rows.inc(rows)
+        for label, count in class_counts.items():
+            child = self._class_cache.get(label)
+            if child is None:
+                child = self.predictions.labels(**self._ident, **{"class": str(label)})
+                self._class_cache[label] = child
+            child.inc(count)
+
+    def missing_values(self, per_feature: Mapping[str, int]) -> None:
+        for feature, count in per_feature.items():
+            self.missing.labels(**self._ident, feature=feature).inc(count)
+
+    def labelled(self, pairs: Mapping[tuple[str, str], int]) -> None:
+        for (predicted, actual), count in pairs.items():
+            self.feedback.labels(**self._ident, predicted=predicted, actual=actual).inc(count)
+
+
+def _default_registry() -> CollectorRegistry:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+def live_f1_families(families: Iterable[Metric]) -> list[Metric]:
+    """Live F1 per (model, version, track), from the confusion counter in already-collected families."""
+    confusion: dict[tuple[str, str, str], dict[tuple[str, str], float]] = {}
+    for family in families:
+        if family.name != CONFUSION:
+            continue
+        for sample in family.samples:
+            if not sample.name.endswith("_total"):
+                continue
+            key = (sample.labels["model"], sample.labels["model_version"], sample.labels["track"])
+            pair = (sample.labels["predicted"], sample.labels["actual"])
+            cell = confusion.setdefault(key, {})
+            cell[pair] = cell.get(pair, 0.0) + sample.value
+    f1 = GaugeMetricFamily(
+        "mlrollout_live_f1", "Macro F1 of predictions against /feedback labels since start, all workers.",
+        labels=list(IDENTITY),
+    )
+    samples = GaugeMetricFamily(
+        "mlrollout_live_f1_samples", "Labelled predictions behind mlrollout_live_f1.", labels=list(IDENTITY)
+    )
+    for key, cells in sorted(confusion.items()):
+        score = macro_f1(cells)
+        if score is not None:
+            f1.add_metric(list(key), score)
+        samples.add_metric(list(key), sum(cells.values()))
+    return [f1, samples]
+
+
+class _Families:
+    def __init__(self, families: list[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> list[Metric]:
+        return self._families
+
+
+def exposition() -> bytes:
+    """The text page for /metrics: all workers' series plus live F1."""
+    directory = multiprocess_dir()
+    if directory:
+        registry = CollectorRegistry()
+        families = list(MultiProcessCollector(registry, path=directory).collect())  # type: ignore[no-untyped-call]
+    else:
+        families = list(_default_registry().collect())
+    return generate_latest(_Families(families + live_f1_families(families)))

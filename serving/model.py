@@ -1,0 +1,63 @@
+"""A loaded model as the server sees it: identity, input schema, and a predict over a float64 matrix."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+from mlrollout.serving.schema import InputSchema
+
+Matrix = npt.NDArray[np.float64]
+
+# Estimators fitted on DataFrames warn on every numpy call; the server already enforces the column
+# order from the signature, so the warning carries no information here and costs time per request.
+warnings.filterwarnings("ignore", message="X does not have valid feature names")
+
+
+class Predictor(Protocol):
+    def predict(self, x: Matrix) -> npt.NDArray[Any]: ...
+
+
+@dataclass(frozen=True)
+class NativePredictor:
+    """Calls the estimator's own predict with a numpy matrix: no pandas, no pyfunc wrapper."""
+
+    estimator: Any
+
+    def predict(self, x: Matrix) -> npt.NDArray[Any]:
+        return np.asarray(self.estimator.predict(x))
+
+
+@dataclass(frozen=True)
+class PyfuncPredictor:
+    """Fallback for flavors without a native path: builds the DataFrame pyfunc expects."""
+
+    pyfunc_model: Any
+    columns: tuple[str, ...]
+
+    def predict(self, x: Matrix) -> npt.NDArray[Any]:
+        import pandas as pd
+
+        frame = pd.DataFrame(x, columns=list(self.columns))
+        result = self.pyfunc_model.predict(frame)
+        values = result.to_numpy() if hasattr(result, "to_numpy") else np.asarray(result)
+        return np.asarray(values).reshape(len(frame), -1)[:, 0] if values.ndim > 1 else values
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    name: str
+    version: str
+    schema: InputSchema
+    predictor: Predictor
+    flavor: str  # "sklearn" (native) or "pyfunc"
+    source: str
+    classes: tuple[Any, ...] | None = None  # known class labels, if a classifier
+    load_seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def predict(self, x: Matrix) -> npt.NDArray[Any]:
+        return self.predictor.predict(x)

@@ -1,0 +1,102 @@
+"""The model's input schema, taken from its MLflow signature: column names, order, types, requiredness.
+
+Only column-based (tabular) signatures with numeric or boolean columns are served on the fast path."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+FLOAT_TYPES = frozenset({"double", "float"})
+INTEGER_TYPES = frozenset({"long", "integer"})
+BOOLEAN_TYPES = frozenset({"boolean"})
+SUPPORTED_TYPES = FLOAT_TYPES | INTEGER_TYPES | BOOLEAN_TYPES
+
+
+class SchemaError(ValueError):
+    """The model's signature cannot be served (found at load time, never per request)."""
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+    required: bool = True
+
+    @property
+    def is_integer(self) -> bool:
+        return self.type in INTEGER_TYPES
+
+    @property
+    def is_boolean(self) -> bool:
+        return self.type in BOOLEAN_TYPES
+
+
+@dataclass(frozen=True)
+class InputSchema:
+    columns: tuple[Column, ...]
+    # Derived lookups, computed once so requests never rebuild them.
+    names: tuple[str, ...] = field(init=False)
+    positions: Mapping[str, int] = field(init=False)
+    name_set: frozenset[str] = field(init=False)
+    integer_positions: tuple[int, ...] = field(init=False)
+    boolean_positions: tuple[int, ...] = field(init=False)
+    required_positions: tuple[int, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        if not self.columns:
+            raise SchemaError("the model signature has no input columns")
+        names = tuple(c.name for c in self.columns)
+        if len(set(names)) != len(names):
+            raise SchemaError(f"the model signature repeats input column names: {names}")
+        object.__setattr__(self, "names", names)
+        object.__setattr__(self, "positions", {n: i for i, n in enumerate(names)})
+        object.__setattr__(self, "name_set", frozenset(names))
+        object.__setattr__(
+            self, "integer_positions", tuple(i for i, c in enumerate(self.columns) if c.is_integer)
+        )
+        object.__setattr__(
+            self, "boolean_positions", tuple(i for i, c in enumerate(self.columns) if c.is_boolean)
+        )
+        object.__setattr__(
+            self, "required_positions", tuple(i for i, c in enumerate(self.columns) if c.required)
+        )
+
+    @property
+    def width(self) -> int:
+        return len(self.columns)
+
+    @classmethod
+    def from_signature_inputs(cls, inputs: str | Sequence[Mapping[str, Any]]) -> InputSchema:
+        """Build from the `signature.inputs` value of an MLmodel file (a JSON string or its parsed list)."""
+        specs = json.loads(inputs) if isinstance(inputs, str) else inputs
+        if not isinstance(specs, list) or not specs:
+            raise SchemaError("the model signature inputs are not a non-empty list of column specs")
+        columns: list[Column] = []
+        for i, spec in enumerate(specs):
+            if not isinstance(spec, dict):
+                raise SchemaError(f"signature input #{i} is not an object")
+            kind = spec.get("type")
+            if kind == "tensor":
+                raise SchemaError(
+                    "tensor-based signatures are not supported; log the model with a column schema")
+            if kind not in SUPPORTED_TYPES:
+                raise SchemaError(
+                    f"signature input #{i} ({spec.get('name')!r}) has type {kind!r}; "
+                    f"supported: {sorted(SUPPORTED_TYPES)}"
+                )
+            name = spec.get("name")
+            if not isinstance(name, str) or not name:
+                raise SchemaError(f"signature input #{i} has no column name")
+            columns.append(Column(name=name, type=str(kind), required=bool(spec.get("required", True))))
+        return cls(columns=tuple(columns))
+
+    @classmethod
+    def from_feature_names(cls, names: Sequence[str]) -> InputSchema:
+        """For models logged without a signature but fitted on named float columns."""
+        return cls(columns=tuple(Column(name=str(n), type="double") for n in names))
+
+    def describe(self) -> list[dict[str, Any]]:
+        return [{"name": c.name, "type": c.type, "required": c.required} for c in self.columns]

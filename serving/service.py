@@ -1,0 +1,210 @@
+"""The framework-free core: one method per endpoint, bytes in, `Reply` out.
+
+Parsing, validation, scoring, metrics and feedback live here; the Flask layer only moves bytes and
+headers. Every client mistake is a ServingError (4xx); anything else is logged and answered as a
+generic 500 that carries the request id and no internals."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+from mlrollout.serving import parsing, v2
+from mlrollout.serving.batching import MicroBatcher
+from mlrollout.serving.config import ServingConfig
+from mlrollout.serving.errors import BadRequest, HeaderLookup, NotFound, SchemaViolation, ServingError
+from mlrollout.serving.feedback import PredictionStore
+from mlrollout.serving.metrics import ServingMetrics
+from mlrollout.serving.model import LoadedModel
+
+log = logging.getLogger("mlrollout.serving")
+JSON = "application/json"
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: bytes
+    content_type: str = JSON
+
+
+def json_reply(payload: Any, status: int = 200) -> Reply:
+    return Reply(status, orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY))
+
+
+def error_reply(error: ServingError) -> Reply:
+    return Reply(error.status, orjson.dumps(error.body()))
+
+
+class Service:
+    def __init__(
+        self,
+        model: LoadedModel,
+        config: ServingConfig,
+        metrics: ServingMetrics,
+        store: PredictionStore | None = None,
+    ) -> None:
+        self.model = model
+        self.config = config
+        self.metrics = metrics
+        self.limits = config.limits
+        self.store = store if store is not None else PredictionStore(config.feedback)
+        self._batcher = MicroBatcher(model.predict, config.microbatch_max_rows) if config.microbatch else None
+        self._class_index = {str(c): i for i, c in enumerate(model.classes or ())}
+        metrics.model_loaded(model.flavor, model.load_seconds)
+
+    # ------------------------------------------------------------------ scoring
+    def _score(self, batch: parsing.Batch, request_id: str) -> npt.NDArray[Any]:
+        stage = self.metrics.stage
+        missing = batch.missing_counts(self.model.schema)
+        if missing:
+            self.metrics.missing_values(missing)
+        parsing.validate(batch, self.model.schema)
+        t0 = time.perf_counter()
+        try:
+            predict = self._batcher.predict if self._batcher else self.model.predict
+            predictions = predict(batch.values)
+        except (ValueError, TypeError) as exc:
+            raise SchemaViolation(f"the model could not score this input: {exc}", field="body") from None
+        stage["predict"].observe(time.perf_counter() - t0)
+        self._record(predictions, request_id)
+        return predictions
+
+    def _record(self, predictions: npt.NDArray[Any], request_id: str) -> None:
+        if len(predictions) == 1:
+            counts: dict[Any, int] = {_plain(predictions[0]): 1}
+        else:
+            values, numbers = np.unique(predictions, return_counts=True)
+            counts = {_plain(v): int(n) for v, n in zip(values, numbers, strict=True)}
+        self.metrics.scored(counts, len(predictions))
+        if self._class_index:
+            index = self._class_index
+            indices = [index.get(str(p), -1) for p in predictions.tolist()]
+            self.store.put(request_id, indices)
+
+    def invocations(self, body: bytes, content_type: str | None, request_id: str) -> Reply:
+        t0 = time.perf_counter()
+        parsing.check_body_size(len(body), self.limits)
+        kind = parsing.check_media_type(content_type, parsing.JSON_TYPES | parsing.CSV_TYPES)
+        if kind in parsing.CSV_TYPES:
+            batch = parsing.parse_csv(body, self.model.schema, self.limits)
+        else:
+            batch = parsing.parse_invocations_json(parsing.load_json(body), self.model.schema, self.limits)
+        self.metrics.stage["parse"].observe(time.perf_counter() - t0)
+        predictions = self._score(batch, request_id)
+        t1 = time.perf_counter()
+        reply = Reply(200, _dump_predictions(predictions))
+        self.metrics.stage["serialize"].observe(time.perf_counter() - t1)
+        return reply
+
+    def infer(self, name: str, body: bytes, headers: HeaderLookup, request_id: str) -> Reply:
+        self.check_model_name(name)
+        t0 = time.perf_counter()
+        parsing.check_body_size(len(body), self.limits)
+        header_length = headers.get("Inference-Header-Content-Length")
+        if header_length is None:
+            parsing.check_media_type(headers.get("Content-Type") or JSON, parsing.JSON_TYPES)
+        request = v2.parse_infer(body, header_length, self.model.schema, self.limits)
+        self.metrics.stage["parse"].observe(time.perf_counter() - t0)
+        predictions = self._score(request.batch, request_id)
+        t1 = time.perf_counter()
+        reply = Reply(200, v2.infer_response(self.model.name, self.model.version, request.id, predictions))
+        self.metrics.stage["serialize"].observe(time.perf_counter() - t1)
+        return reply
+
+    # ------------------------------------------------------------------ feedback
+    def feedback(self, body: bytes, content_type: str | None) -> Reply:
+        parsing.check_body_size(len(body), self.limits)
+        parsing.check_media_type(content_type, parsing.JSON_TYPES)
+        payload = parsing.load_json(body)
+        if not self._class_index:
+            raise SchemaViolation("this model has no known classes, so feedback labels cannot be scored",
+                                  field="labels")
+        if not isinstance(payload, dict):
+            raise BadRequest("feedback must be a JSON object with request_id and labels", field="body")
+        request_id = payload.get("request_id")
+        if not isinstance(request_id, str) or not request_id:
+            raise BadRequest("request_id must be the X-Request-ID of the prediction being labelled",
+                             field="request_id")
+        labels = self._classes_of(_one_or_many(payload, "labels", "label"), "labels")
+        if "predictions" in payload or "prediction" in payload:
+            predicted = self._classes_of(_one_or_many(payload, "predictions", "prediction"), "predictions")
+        else:
+            stored = self.store.take(request_id)
+            if stored is None:
+                raise NotFound(
+                    f"no stored prediction for request_id {request_id!r} (unknown, expired, already "
+                    "labelled, or over the stored row limit); send 'predictions' with the labels",
+                    field="request_id",
+                )
+            classes = list(self._class_index)
+            predicted = [classes[i] if 0 <= i < len(classes) else "unknown" for i in stored]
+        if len(predicted) != len(labels):
+            raise SchemaViolation(f"{len(labels)} labels for {len(predicted)} predictions", field="labels")
+        pairs: dict[tuple[str, str], int] = {}
+        for p, a in zip(predicted, labels, strict=True):
+            pairs[(p, a)] = pairs.get((p, a), 0) + 1
+        self.metrics.labelled(pairs)
+        return json_reply({"request_id": request_id, "accepted": len(labels)})
+
+    def _classes_of(self, values: list[Any], field: str) -> list[str]:
+        out = []
+        for i, value in enumerate(values):
+            text = str(value) if type(value) in (int, str) else None
+            if text is None or text not in self._class_index:
+                raise SchemaViolation(
+                    f"{field}[{i}] = {value!r} is not one of the model's classes {list(self._class_index)}",
+                    field=f"{field}[{i}]",
+                )
+            out.append(text)
+        return out
+
+    # ------------------------------------------------------------------ metadata
+    def check_model_name(self, name: str) -> None:
+        if name != self.model.name:
+            raise NotFound(f"model {name!r} is not served here; this server serves {self.model.name!r}",
+                           field="model_name")
+
+    def metadata(self, name: str) -> Reply:
+        self.check_model_name(name)
+        return json_reply(v2.model_metadata(
+            self.model.name, self.model.version, self.model.schema, f"mlflow_{self.model.flavor}",
+            "INT64" if self.model.classes and all(type(c) is int for c in self.model.classes) else "BYTES",
+        ))
+
+    def version(self) -> Reply:
+        from mlrollout.serving import __version__
+
+        return json_reply({
+            "model": self.model.name, "version": self.model.version, "track": self.config.track,
+            "flavor": self.model.flavor, "source": self.model.source, "server": f"mlrollout {__version__}",
+            "inputs": self.model.schema.describe(),
+        })
+
+
+def _one_or_many(payload: Mapping[str, Any], many: str, one: str) -> list[Any]:
+    if many in payload:
+        values = payload[many]
+        if not isinstance(values, list) or not values:
+            raise BadRequest(f"{many} must be a non-empty array", field=many)
+        return values
+    if one in payload:
+        return [payload[one]]
+    raise BadRequest(f"send {many!r} (an array) or {one!r} (one value)", field=many)
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
+
+
+def _dump_predictions(predictions: npt.NDArray[Any]) -> bytes:
+    try:
+        return orjson.dumps({"predictions": predictions}, option=orjson.OPT_SERIALIZE_NUMPY)
+    except TypeError:  # object arrays (e.g. string labels) are not serializable as numpy
+        return orjson.dumps({"predictions": predictions.tolist()})
