@@ -81,7 +81,9 @@ class PrometheusServer:
         self.set_targets(scrape_targets)
         interval = f"{self.scrape_interval_seconds}s"
         config = {
-            "global": {"scrape_interval": interval, "scrape_timeout": interval, "evaluation_interval": interval},
+            "global": {
+                "scrape_interval": interval, "scrape_timeout": interval, "evaluation_interval": interval,
+            },
             "scrape_configs": [
                 {
                     "job_name": "mlrollout-serving",

@@ -1,0 +1,112 @@
+"""A stand-in for serving pods' /metrics with controlled traffic: one process, one HTTP endpoint per
+target, each emitting the series of METRICS_CONTRACT.md at a chosen request rate, error fraction,
+latency, feedback accuracy and class mix. Exits on its own after --max-seconds.
+
+    python serving_exporter.py --max-seconds 300 '[{"port": 9101, "track": "canary", "version": "2",
+        "rps": 40, "error_fraction": 0.2, "latency_ms": 20, "feedback_rps": 20,
+        "correct_fraction": 0.95, "class_shares": {"0": 0.5, "1": 0.5}}]'
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+
+TICK_SECONDS = 0.2
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+@dataclass
+class Profile:
+    port: int
+    track: str
+    version: str = "1"
+    model_name: str = "demo"
+    rps: float = 0.0
+    error_fraction: float = 0.0
+    latency_ms: float = 20.0
+    feedback_rps: float = 0.0
+    correct_fraction: float = 1.0
+    class_shares: dict[str, float] = field(default_factory=lambda: {"0": 0.5, "1": 0.5})
+
+
+class Target:
+    """One fake serving pod: its own registry on its own port."""
+
+    def __init__(self, p: Profile) -> None:
+        self.p = p
+        registry = CollectorRegistry()
+        common = ["model", "model_version", "track"]
+        self.base = (p.model_name, p.version, p.track)
+        self.requests = Counter("mlrollout_requests", "requests", [*common, "endpoint", "status"],
+                                registry=registry)
+        self.latency = Histogram("mlrollout_request_duration_seconds", "latency", [*common, "endpoint"],
+                                 buckets=BUCKETS, registry=registry)
+        self.predictions = Counter("mlrollout_predictions", "predictions", [*common, "class"],
+                                   registry=registry)
+        self.feedback = Counter("mlrollout_feedback", "feedback", [*common, "predicted", "actual"],
+                                registry=registry)
+        # Series exist from the start (value 0), as a freshly started server would show them.
+        self.requests.labels(*self.base, "invocations", "200")
+        self.latency.labels(*self.base, "invocations")
+        # Fractional carry so low rates still produce whole events at the right average.
+        self.carry = {"req": 0.0, "fb": 0.0}
+        self.sent = {"req": 0, "err": 0, "fb": 0, "fb_ok": 0}
+        self.class_counts = dict.fromkeys(p.class_shares, 0)
+        start_http_server(p.port, addr="127.0.0.1", registry=registry)
+
+    def _take(self, key: str, rate: float) -> int:
+        self.carry[key] += rate * TICK_SECONDS
+        n = int(self.carry[key])
+        self.carry[key] -= n
+        return n
+
+    def _next_class(self) -> str:
+        # Deterministic: pick the class furthest below its share so far.
+        total = sum(self.class_counts.values()) + 1
+        cls = max(self.p.class_shares, key=lambda c: self.p.class_shares[c] * total - self.class_counts[c])
+        self.class_counts[cls] += 1
+        return cls
+
+    def tick(self) -> None:
+        p = self.p
+        for _ in range(self._take("req", p.rps)):
+            self.sent["req"] += 1
+            failing = self.sent["err"] < p.error_fraction * self.sent["req"]
+            self.sent["err"] += failing
+            self.requests.labels(*self.base, "invocations", "503" if failing else "200").inc()
+            self.latency.labels(*self.base, "invocations").observe(p.latency_ms / 1000.0)
+            if not failing:
+                self.predictions.labels(*self.base, self._next_class()).inc()
+        classes = sorted(p.class_shares)
+        for i in range(self._take("fb", p.feedback_rps)):
+            self.sent["fb"] += 1
+            correct = self.sent["fb_ok"] < p.correct_fraction * self.sent["fb"]
+            self.sent["fb_ok"] += correct
+            actual = classes[i % len(classes)]
+            predicted = actual if correct else classes[(i + 1) % len(classes)]
+            self.feedback.labels(*self.base, predicted, actual).inc()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("profiles", help="JSON list of target profiles")
+    parser.add_argument("--max-seconds", type=float, default=300.0)
+    args = parser.parse_args(argv)
+    raw: list[dict[str, Any]] = json.loads(args.profiles)
+    targets = [Target(Profile(**r)) for r in raw]
+    print(f"exporting {len(targets)} targets on ports {[t.p.port for t in targets]}", flush=True)
+    deadline = time.monotonic() + args.max_seconds
+    while time.monotonic() < deadline:
+        for t in targets:
+            t.tick()
+        time.sleep(TICK_SECONDS)
+
+
+if __name__ == "__main__":
+    main()

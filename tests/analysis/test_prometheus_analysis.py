@@ -1,0 +1,256 @@
+"""Canary analysis against a real Prometheus scraping real HTTP exporters on loopback.
+
+One exporter process serves twelve targets: six ModelDeployments, each with a stable and a canary
+track, labelled the way the install manifests' scrape config labels pods. Each canary has one
+controlled defect (or none); the analysis must find exactly that defect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mlrollout.operator.analysis import (
+    Action,
+    AnalysisOutcome,
+    AnalysisSpec,
+    AnalysisState,
+    AnalysisTarget,
+    MetricKind,
+    PrometheusClient,
+    PrometheusError,
+    SeriesNames,
+    Verdict,
+    analyze,
+)
+from support.ci import unavailable
+from support.procs import ManagedProcess, ProcessFailed, free_port
+from support.prometheus import PrometheusServer, PrometheusUnavailable, ScrapeTarget
+
+EXPORTER = Path(__file__).with_name("serving_exporter.py")
+NAMESPACE = "analysis-it"
+WINDOW_SECONDS = 10
+HEALTHY: dict[str, Any] = {
+    "rps": 40, "error_fraction": 0.0, "latency_ms": 20, "feedback_rps": 20, "correct_fraction": 0.95,
+    "class_shares": {"0": 0.5, "1": 0.5},
+}
+# model_deployment -> how its canary differs from a healthy stable
+CANARIES: dict[str, dict[str, Any]] = {
+    "good": {},
+    "errors": {"error_fraction": 0.2},
+    "lowf1": {"correct_fraction": 0.3},
+    "slow": {"latency_ms": 400},
+    "drift": {"class_shares": {"0": 0.9, "1": 0.1}},
+    "idle": {"rps": 0, "feedback_rps": 0},
+}
+
+
+def spec_for(address: str, **overrides: Any) -> AnalysisSpec:
+    raw: dict[str, Any] = {
+        "interval": "5s",
+        "window": f"{WINDOW_SECONDS}s",
+        "minSamples": 100,
+        "failureLimit": 2,
+        "prometheus": {"address": address, "timeoutSeconds": 5},
+        "metrics": [
+            {"name": "errorRate", "threshold": 0.05},
+            {"name": "latencyP99Ms", "threshold": 200, "maxRegression": 100},
+            {"name": "liveF1", "threshold": 0.8, "maxRegression": 0.1, "minSamples": 50},
+            {"name": "predictionDrift", "threshold": 0.2},
+        ],
+        **overrides,
+    }
+    return AnalysisSpec.from_dict(raw)
+
+
+def target(md: str, canary_version: str = "2") -> AnalysisTarget:
+    return AnalysisTarget(NAMESPACE, md, canary_version=canary_version, stable_version="1")
+
+
+def run(
+    address: str, md: str, state: AnalysisState | None = None, *, spec: AnalysisSpec | None = None,
+    names: SeriesNames | None = None, canary_version: str = "2", timeout: float = 5.0,
+) -> AnalysisOutcome:
+    async def go() -> AnalysisOutcome:
+        async with PrometheusClient(address, timeout_seconds=timeout) as client:
+            return await analyze(
+                client, spec or spec_for(address), target(md, canary_version), state or AnalysisState(),
+                now=datetime.now(UTC), **({"names": names} if names else {}),
+            )
+
+    return asyncio.run(go())
+
+
+def verdicts(outcome: AnalysisOutcome) -> dict[MetricKind, Verdict]:
+    return {m.metric: m.verdict for m in outcome.measurements}
+
+
+@pytest.fixture(scope="module")
+def prometheus(component_logs: Any) -> Iterator[PrometheusServer]:
+    profiles, scrape = [], []
+    for md, canary in CANARIES.items():
+        for track, version, overrides in (("stable", "1", {}), ("canary", "2", canary)):
+            port = free_port()
+            profiles.append({"port": port, "track": track, "version": version, **HEALTHY, **overrides})
+            labels = {"namespace": NAMESPACE, "model_deployment": md, "track": track}
+            scrape.append(ScrapeTarget(f"127.0.0.1:{port}", labels))
+    exporter = ManagedProcess.start(
+        "analysis-exporter",
+        [sys.executable, str(EXPORTER), "--max-seconds", "900", json.dumps(profiles)],
+        logs=component_logs,
+    )
+    prom = PrometheusServer()
+    try:
+        exporter.wait_http(f"http://{scrape[-1].address}/metrics", timeout=30)
+        # Start with no targets and add them live: the path the e2e tests take as pods appear.
+        prom.start([], component_logs.path("prometheus-analysis"))
+        prom.set_targets(scrape)
+        prom.wait_for_targets(len(scrape), timeout=60)
+        # A full window of traffic on every busy track before judging anything.
+        busy = (
+            "sum by (model_deployment, track) "
+            '(increase(mlrollout_requests_total{model_deployment!="idle"}[10s]))'
+        )
+        prom.wait_until(
+            "a full window of requests on every busy track",
+            lambda: len([r for r in prom.query(busy) if float(r["value"][1]) >= 300]) == len(scrape) - 2,
+            timeout=90,
+        )
+        yield prom
+    except PrometheusUnavailable as exc:
+        unavailable(str(exc))
+    except ProcessFailed as exc:
+        pytest.fail(f"analysis test stack did not start: {exc}")
+    finally:
+        prom.stop()
+        exporter.stop()
+
+
+def test_good_canary_passes_every_metric(prometheus: PrometheusServer) -> None:
+    outcome = run(prometheus.url, "good")
+    assert outcome.verdict is Verdict.PASSED, outcome.reason
+    assert outcome.action is Action.PROCEED
+    by_metric = {m.metric: m for m in outcome.measurements}
+    assert by_metric[MetricKind.ERROR_RATE].value == 0.0
+    assert by_metric[MetricKind.ERROR_RATE].samples >= 100
+    p99 = by_metric[MetricKind.LATENCY_P99_MS].value
+    assert p99 is not None
+    assert 10 < p99 < 50  # 20 ms lands in the 10-25 ms bucket
+    assert by_metric[MetricKind.LIVE_F1].value == pytest.approx(0.95, abs=0.05)
+    assert by_metric[MetricKind.LIVE_F1].stable_value == pytest.approx(0.95, abs=0.05)
+    drift = by_metric[MetricKind.PREDICTION_DRIFT].value
+    assert drift is not None
+    assert drift < 0.05
+    status = outcome.to_status()
+    json.dumps(status, allow_nan=False)  # what goes into the ModelDeployment status must be valid JSON
+    assert status["metrics"]["errorRate"]["samples"] >= 100
+
+
+def test_erroring_canary_fails_and_rolls_back_at_the_failure_limit(prometheus: PrometheusServer) -> None:
+    first = run(prometheus.url, "errors")
+    assert first.verdict is Verdict.FAILED
+    assert verdicts(first)[MetricKind.ERROR_RATE] is Verdict.FAILED
+    assert verdicts(first)[MetricKind.LIVE_F1] is Verdict.PASSED
+    error_rate = next(m for m in first.measurements if m.metric is MetricKind.ERROR_RATE)
+    assert error_rate.value == pytest.approx(0.2, abs=0.05)
+    assert "errorRate" in first.reason
+    assert (first.action, first.state.consecutive_failures) == (Action.HOLD, 1)
+    second = run(prometheus.url, "errors", first.state)
+    assert (second.action, second.state.consecutive_failures) == (Action.ROLLBACK, 2)
+    assert "failure 2 of 2" in second.reason
+
+
+def test_low_live_f1_canary_fails(prometheus: PrometheusServer) -> None:
+    outcome = run(prometheus.url, "lowf1")
+    assert outcome.verdict is Verdict.FAILED
+    assert verdicts(outcome) == {
+        MetricKind.ERROR_RATE: Verdict.PASSED,
+        MetricKind.LATENCY_P99_MS: Verdict.PASSED,
+        MetricKind.LIVE_F1: Verdict.FAILED,
+        MetricKind.PREDICTION_DRIFT: Verdict.PASSED,
+    }
+    f1 = next(m for m in outcome.measurements if m.metric is MetricKind.LIVE_F1)
+    assert f1.value is not None
+    assert f1.value < 0.5
+    assert f1.stable_value is not None
+    assert f1.threshold == pytest.approx(f1.stable_value - 0.1)  # relative beats absolute 0.8
+
+
+def test_slow_canary_fails_on_latency(prometheus: PrometheusServer) -> None:
+    outcome = run(prometheus.url, "slow")
+    assert verdicts(outcome)[MetricKind.LATENCY_P99_MS] is Verdict.FAILED
+    assert verdicts(outcome)[MetricKind.ERROR_RATE] is Verdict.PASSED
+    assert outcome.verdict is Verdict.FAILED
+
+
+def test_drifting_canary_fails_on_psi(prometheus: PrometheusServer) -> None:
+    outcome = run(prometheus.url, "drift")
+    drift = next(m for m in outcome.measurements if m.metric is MetricKind.PREDICTION_DRIFT)
+    assert drift.verdict is Verdict.FAILED
+    assert drift.value == pytest.approx(0.879, abs=0.15)  # 90/10 vs 50/50: 0.4 ln 1.8 + 0.4 ln 5
+    assert outcome.verdict is Verdict.FAILED
+
+
+def test_no_traffic_is_inconclusive_and_held(prometheus: PrometheusServer) -> None:
+    outcome = run(prometheus.url, "idle")
+    assert outcome.verdict is Verdict.INCONCLUSIVE
+    assert set(verdicts(outcome).values()) == {Verdict.INCONCLUSIVE}
+    assert "canary has 0 requests, below minSamples 100" in outcome.reason
+    assert outcome.action is Action.HOLD
+    assert outcome.state.consecutive_failures == 0
+
+
+def test_wrong_canary_version_is_not_mixed_in(prometheus: PrometheusServer) -> None:
+    outcome = run(prometheus.url, "good", canary_version="3")
+    assert outcome.verdict is Verdict.INCONCLUSIVE
+    assert "no request series for the canary track" in outcome.reason
+
+
+def test_query_error_is_inconclusive_with_prometheus_message(prometheus: PrometheusServer) -> None:
+    async def bad_query() -> None:
+        async with PrometheusClient(prometheus.url) as client:
+            await client.query("sum(")
+
+    with pytest.raises(PrometheusError, match="bad_data"):
+        asyncio.run(bad_query())
+    spec = spec_for(prometheus.url, metrics=[{"name": "errorRate", "threshold": 0.05}])
+    outcome = run(prometheus.url, "good", spec=spec, names=SeriesNames(requests="not a metric"))
+    assert outcome.verdict is Verdict.INCONCLUSIVE
+    assert "query for requests failed: query error" in outcome.reason
+
+
+def test_prometheus_down_is_inconclusive_and_keeps_the_failure_count(component_logs: Any) -> None:
+    prom = PrometheusServer(name="prometheus-down")
+    try:
+        prom.start([], component_logs.path("prometheus-down"))
+    except PrometheusUnavailable as exc:
+        unavailable(str(exc))
+    address = prom.url
+    prom.stop()
+    before = AnalysisState(consecutive_failures=1, runs=3, last_verdict=Verdict.FAILED)
+    outcome = run(address, "good", before)
+    assert outcome.verdict is Verdict.INCONCLUSIVE
+    assert set(verdicts(outcome).values()) == {Verdict.INCONCLUSIVE}
+    assert f"Prometheus at {address} unreachable" in outcome.reason
+    assert outcome.action is Action.HOLD
+    assert outcome.state.consecutive_failures == 1  # neither reset nor advanced
+    assert outcome.verdict_changed
+
+
+def test_prometheus_hanging_times_out_as_inconclusive() -> None:
+    # A socket that accepts connections (kernel backlog) but never answers.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        address = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        spec = spec_for(address, metrics=[{"name": "errorRate", "threshold": 0.05}])
+        outcome = run(address, "good", spec=spec, timeout=0.5)
+    assert outcome.verdict is Verdict.INCONCLUSIVE
+    assert "did not answer within 0.5s" in outcome.reason
