@@ -49,13 +49,14 @@ class AnalysisOutcome:
         kind = "Normal" if self.verdict is Verdict.PASSED else "Warning"
         return kind, f"Analysis{self.verdict.value}", self.reason
 
-    def to_status(self) -> dict[str, Any]:
-        """status.lastAnalysis: the run's verdict and every measurement."""
+    def to_status(self, canary_version: str) -> dict[str, Any]:
+        """status.lastAnalysis: this run's verdict, the action, every measurement, and the state the
+        next run continues from (read back with AnalysisState.from_status(..., canary_version))."""
         return {
-            "time": None if self.state.last_run_at is None else self.state.last_run_at.isoformat(),
-            "verdict": self.verdict.value,
+            "canaryVersion": canary_version,
+            **self.state.to_status(),
             "action": self.action.value,
-            "reason": self.reason,
+            "message": self.reason,
             "metrics": {m.metric.value: m.to_status() for m in self.measurements},
         }
 

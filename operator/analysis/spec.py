@@ -43,6 +43,10 @@ DIRECTIONS: Mapping[MetricKind, Direction] = {
 }
 
 
+# The bound's key says the direction, as in the CRD: lower-is-better metrics take max, F1 takes min.
+BOUND_KEYS: Mapping[Direction, str] = {Direction.AT_MOST: "max", Direction.AT_LEAST: "min"}
+
+
 class InconclusivePolicy(StrEnum):
     HOLD = "hold"  # stay on the step and measure again, for as long as it takes
     EXTEND = "extend"  # measure again up to inconclusiveLimit times, then count as failures
@@ -51,8 +55,8 @@ class InconclusivePolicy(StrEnum):
 
 @dataclass(frozen=True)
 class MetricSpec:
-    """One metric: canary value must satisfy `threshold` (absolute) and, if set, `max_regression`
-    (canary may be worse than stable by at most this much, in the metric's own unit)."""
+    """One metric: the canary value must satisfy `threshold` (the CRD's `max`, or `min` for liveF1)
+    and, if set, `max_regression`: worse than stable by at most this much, in the metric's unit."""
 
     kind: MetricKind
     threshold: float
@@ -65,11 +69,12 @@ class MetricSpec:
 
     def __post_init__(self) -> None:
         where = f"metrics[{self.kind}]"
-        _check_finite(self.threshold, f"{where}.threshold")
+        bound = f"{where}.{BOUND_KEYS[self.direction]}"
+        _check_finite(self.threshold, bound)
         if self.threshold < 0:
-            raise AnalysisSpecError(f"{where}.threshold must be >= 0, got {self.threshold}")
+            raise AnalysisSpecError(f"{bound} must be >= 0, got {self.threshold}")
         if self.kind in (MetricKind.ERROR_RATE, MetricKind.LIVE_F1) and self.threshold > 1:
-            raise AnalysisSpecError(f"{where}.threshold is a fraction in [0, 1], got {self.threshold}")
+            raise AnalysisSpecError(f"{bound} is a fraction in [0, 1], got {self.threshold}")
         if self.max_regression is not None:
             if self.kind is MetricKind.PREDICTION_DRIFT:
                 # Drift already compares canary with stable; a stable-relative drift has no meaning.
@@ -136,10 +141,10 @@ class AnalysisSpec:
         interval: 30s, window: 2m, minSamples: 100, failureLimit: 2,
         inconclusivePolicy: hold, inconclusiveLimit: 3,
         prometheus: {address: http://prometheus:9090, timeoutSeconds: 5},
-        metrics: [{name: errorRate, threshold: 0.01},
-                  {name: latencyP99Ms, threshold: 200, maxRegression: 50},
-                  {name: liveF1, threshold: 0.8, maxRegression: 0.05, minSamples: 30},
-                  {name: predictionDrift, threshold: 0.2}]
+        metrics: [{name: errorRate, max: 0.01},
+                  {name: latencyP99Ms, max: 200, maxRegression: 50},
+                  {name: liveF1, min: 0.8, maxRegression: 0.05, minSamples: 30},
+                  {name: predictionDrift, max: 0.2}]
         """
         if not isinstance(raw, Mapping):
             raise AnalysisSpecError(f"analysis must be an object, got {type(raw).__name__}")
@@ -176,7 +181,7 @@ class AnalysisSpec:
             ) from None
         metrics_raw = raw.get("metrics")
         if not isinstance(metrics_raw, list):
-            raise AnalysisSpecError("metrics must be a list like [{name: errorRate, threshold: 0.01}]")
+            raise AnalysisSpecError("metrics must be a list like [{name: errorRate, max: 0.01}]")
         return cls(
             metrics=tuple(_metric_from_dict(m, i) for i, m in enumerate(metrics_raw)),
             interval_seconds=interval,
@@ -193,8 +198,8 @@ class AnalysisSpec:
 def _metric_from_dict(raw: object, index: int) -> MetricSpec:
     where = f"metrics[{index}]"
     if not isinstance(raw, Mapping):
-        raise AnalysisSpecError(f"{where} must be an object like {{name: errorRate, threshold: 0.01}}")
-    unknown = sorted(set(raw) - {"name", "threshold", "maxRegression", "minSamples"})
+        raise AnalysisSpecError(f"{where} must be an object like {{name: errorRate, max: 0.01}}")
+    unknown = sorted(set(raw) - {"name", "min", "max", "maxRegression", "minSamples"})
     if unknown:
         raise AnalysisSpecError(f"{where} has unknown field(s) {', '.join(unknown)}")
     name = raw.get("name")
@@ -203,13 +208,18 @@ def _metric_from_dict(raw: object, index: int) -> MetricSpec:
     except ValueError:
         choices = ", ".join(k.value for k in MetricKind)
         raise AnalysisSpecError(f"{where}.name must be one of {choices}, got {name!r}") from None
-    if "threshold" not in raw:
-        raise AnalysisSpecError(f"{where}.threshold is required for {kind}")
+    key = BOUND_KEYS[DIRECTIONS[kind]]
+    wrong = "min" if key == "max" else "max"
+    if wrong in raw:
+        better = "lower" if key == "max" else "higher"
+        raise AnalysisSpecError(f"{where}.{wrong} does not apply: {better} {kind} is better, so set {key}")
+    if key not in raw:
+        raise AnalysisSpecError(f"{where}.{key} is required for {kind}")
     regression = raw.get("maxRegression")
     min_samples = raw.get("minSamples")
     return MetricSpec(
         kind=kind,
-        threshold=_number(raw["threshold"], f"{where}.threshold"),
+        threshold=_number(raw[key], f"{where}.{key}"),
         max_regression=None if regression is None else _number(regression, f"{where}.maxRegression"),
         min_samples=None if min_samples is None else _int(min_samples, f"{where}.minSamples"),
     )

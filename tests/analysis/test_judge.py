@@ -160,16 +160,21 @@ def test_outcome_reports_change_events_and_status() -> None:
     third = judge(spec, [_m(P)], second.state, NOW + timedelta(seconds=60))
     assert third.verdict_changed
     assert third.event()[:2] == ("Normal", "AnalysisPassed")
-    status = second.to_status()
-    assert status["verdict"] == "Failed"
-    assert status["action"] == "Rollback"
-    assert status["time"] == (NOW + timedelta(seconds=30)).isoformat()
-    assert status["metrics"]["errorRate"]["verdict"] == "Failed"
+    status = second.to_status("7")
+    assert status == {
+        "canaryVersion": "7", "verdict": "Failed", "action": "Rollback", "message": second.reason,
+        "evaluatedAt": "2026-01-01T12:00:30Z", "consecutiveFailures": 2, "consecutiveInconclusive": 0,
+        "runs": 2, "metrics": {"errorRate": second.measurements[0].to_status()},
+    }
+    # The next run of the same canary continues the count; a new canary starts afresh.
+    assert AnalysisState.from_status(status, "7") == second.state
+    assert AnalysisState.from_status(status, "8") == AnalysisState()
 
 
 def test_state_round_trips_through_status_and_schedules_runs() -> None:
     state = AnalysisState(2, 1, 7, Verdict.INCONCLUSIVE, NOW)
     assert AnalysisState.from_status(state.to_status()) == state
+    assert state.to_status()["evaluatedAt"] == "2026-01-01T12:00:00Z"
     assert AnalysisState.from_status(None) == AnalysisState() == AnalysisState.from_status({})
     assert AnalysisState().is_due(NOW, 30)
     assert not state.is_due(NOW + timedelta(seconds=29), 30)
@@ -181,9 +186,9 @@ def test_state_round_trips_through_status_and_schedules_runs() -> None:
     [
         ({"consecutiveFailures": -1}, "consecutiveFailures must be an integer >= 0"),
         ({"runs": "3"}, "runs must be an integer"),
-        ({"lastVerdict": "Maybe"}, "lastVerdict is not a verdict"),
-        ({"lastRunAt": "yesterday"}, "lastRunAt is not an ISO 8601 time"),
-        ({"lastRunAt": "2026-01-01T12:00:00"}, "needs a timezone"),
+        ({"verdict": "Maybe"}, "verdict is not a verdict"),
+        ({"evaluatedAt": "yesterday"}, "evaluatedAt is not an ISO 8601 time"),
+        ({"evaluatedAt": "2026-01-01T12:00:00"}, "needs a timezone"),
     ],
 )
 def test_state_rejects_corrupt_status(raw: dict[str, object], message: str) -> None:

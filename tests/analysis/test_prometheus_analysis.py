@@ -60,10 +60,10 @@ def spec_for(address: str, **overrides: Any) -> AnalysisSpec:
         "failureLimit": 2,
         "prometheus": {"address": address, "timeoutSeconds": 5},
         "metrics": [
-            {"name": "errorRate", "threshold": 0.05},
-            {"name": "latencyP99Ms", "threshold": 200, "maxRegression": 100},
-            {"name": "liveF1", "threshold": 0.8, "maxRegression": 0.1, "minSamples": 50},
-            {"name": "predictionDrift", "threshold": 0.2},
+            {"name": "errorRate", "max": 0.05},
+            {"name": "latencyP99Ms", "max": 200, "maxRegression": 100},
+            {"name": "liveF1", "min": 0.8, "maxRegression": 0.1, "minSamples": 50},
+            {"name": "predictionDrift", "max": 0.2},
         ],
         **overrides,
     }
@@ -148,7 +148,7 @@ def test_good_canary_passes_every_metric(prometheus: PrometheusServer) -> None:
     drift = by_metric[MetricKind.PREDICTION_DRIFT].value
     assert drift is not None
     assert drift < 0.05
-    status = outcome.to_status()
+    status = outcome.to_status("2")
     json.dumps(status, allow_nan=False)  # what goes into the ModelDeployment status must be valid JSON
     assert status["metrics"]["errorRate"]["samples"] >= 100
 
@@ -220,7 +220,7 @@ def test_query_error_is_inconclusive_with_prometheus_message(prometheus: Prometh
 
     with pytest.raises(PrometheusError, match="bad_data"):
         asyncio.run(bad_query())
-    spec = spec_for(prometheus.url, metrics=[{"name": "errorRate", "threshold": 0.05}])
+    spec = spec_for(prometheus.url, metrics=[{"name": "errorRate", "max": 0.05}])
     outcome = run(prometheus.url, "good", spec=spec, names=SeriesNames(requests="not a metric"))
     assert outcome.verdict is Verdict.INCONCLUSIVE
     assert "query for requests failed: query error" in outcome.reason
@@ -250,7 +250,7 @@ def test_prometheus_hanging_times_out_as_inconclusive() -> None:
         silent.bind(("127.0.0.1", 0))
         silent.listen(16)
         address = f"http://127.0.0.1:{silent.getsockname()[1]}"
-        spec = spec_for(address, metrics=[{"name": "errorRate", "threshold": 0.05}])
+        spec = spec_for(address, metrics=[{"name": "errorRate", "max": 0.05}])
         outcome = run(address, "good", spec=spec, timeout=0.5)
     assert outcome.verdict is Verdict.INCONCLUSIVE
     assert "did not answer within 0.5s" in outcome.reason

@@ -14,7 +14,7 @@ from mlrollout.operator.analysis import (
     parse_duration,
 )
 
-METRICS = [{"name": "errorRate", "threshold": 0.01}]
+METRICS = [{"name": "errorRate", "max": 0.01}]
 
 
 def spec(**overrides: Any) -> dict[str, Any]:
@@ -33,10 +33,10 @@ def test_defaults_and_full_example() -> None:
             "inconclusivePolicy": "extend", "inconclusiveLimit": 4,
             "prometheus": {"address": "http://prom:9090/", "timeoutSeconds": 2},
             "metrics": [
-                {"name": "errorRate", "threshold": 0.01},
-                {"name": "latencyP99Ms", "threshold": 200, "maxRegression": 50},
-                {"name": "liveF1", "threshold": 0.8, "maxRegression": 0.05, "minSamples": 20},
-                {"name": "predictionDrift", "threshold": 0.2},
+                {"name": "errorRate", "max": 0.01},
+                {"name": "latencyP99Ms", "max": 200, "maxRegression": 50},
+                {"name": "liveF1", "min": 0.8, "maxRegression": 0.05, "minSamples": 20},
+                {"name": "predictionDrift", "max": 0.2},
             ],
         }
     )
@@ -63,16 +63,18 @@ def test_operator_default_prometheus_address() -> None:
     [
         (spec(metrics=[]), "at least one metric"),
         (spec(metrics="errorRate<=0.01"), "metrics must be a list"),
-        (spec(metrics=[{"name": "accuracy", "threshold": 1}]), "metrics[0].name must be one of"),
-        (spec(metrics=[{"name": "errorRate"}]), "metrics[0].threshold is required"),
-        (spec(metrics=[{"name": "errorRate", "threshold": "high"}]), "metrics[0].threshold must be a number"),
-        (spec(metrics=[{"name": "errorRate", "threshold": 2}]), "fraction in [0, 1]"),
-        (spec(metrics=[{"name": "latencyP99Ms", "threshold": -1}]), "threshold must be >= 0"),
-        (spec(metrics=[{"name": "errorRate", "threshold": float("nan")}]), "finite"),
-        (spec(metrics=[{"name": "predictionDrift", "threshold": 0.2, "maxRegression": 0.1}]), "not allowed"),
-        (spec(metrics=[{"name": "liveF1", "threshold": 0.8, "maxRegression": -0.1}]), "maxRegression must"),
-        (spec(metrics=[{"name": "liveF1", "threshold": 0.8, "min": 3}]), "metrics[0] has unknown field(s)"),
-        (spec(metrics=[{"name": "liveF1", "threshold": 0.8, "minSamples": 0}]), "minSamples must be >= 1"),
+        (spec(metrics=[{"name": "accuracy", "max": 1}]), "metrics[0].name must be one of"),
+        (spec(metrics=[{"name": "errorRate"}]), "metrics[0].max is required for errorRate"),
+        (spec(metrics=[{"name": "liveF1", "max": 0.9}]), "metrics[0].max does not apply: higher liveF1"),
+        (spec(metrics=[{"name": "errorRate", "min": 0.0}]), "metrics[0].min does not apply: lower errorRate"),
+        (spec(metrics=[{"name": "errorRate", "threshold": 0.1}]), "unknown field(s) threshold"),
+        (spec(metrics=[{"name": "errorRate", "max": "high"}]), "metrics[0].max must be a number"),
+        (spec(metrics=[{"name": "errorRate", "max": 2}]), "errorRate].max is a fraction in [0, 1]"),
+        (spec(metrics=[{"name": "latencyP99Ms", "max": -1}]), "max must be >= 0"),
+        (spec(metrics=[{"name": "errorRate", "max": float("nan")}]), "finite"),
+        (spec(metrics=[{"name": "predictionDrift", "max": 0.2, "maxRegression": 0.1}]), "not allowed"),
+        (spec(metrics=[{"name": "liveF1", "min": 0.8, "maxRegression": -0.1}]), "maxRegression must"),
+        (spec(metrics=[{"name": "liveF1", "min": 0.8, "minSamples": 0}]), "minSamples must be >= 1"),
         (spec(metrics=[METRICS[0], METRICS[0]]), "errorRate more than once"),
         (spec(metrics=["errorRate"]), "metrics[0] must be an object"),
         (spec(interval="soon"), "interval must be a duration"),
