@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from mlrollout.operator import children
-from mlrollout.operator.kube import HASH_ANNOTATION, Kube, manifest_hash
+from mlrollout.operator.kube import Kube
+from mlrollout.operator.model import DeploymentObs
 from mlrollout.operator.planner import Event, Plan
 from mlrollout.operator.registry import Registry
 from mlrollout.operator.spec import Spec
@@ -35,7 +37,7 @@ async def apply_plan(
     md: Mapping[str, Any],
     spec: Spec,
     plan: Plan,
-    applied_hashes: Mapping[str, str],
+    observed: Mapping[str, DeploymentObs],
     *,
     post_event: PostEvent,
     registry: Registry | None,
@@ -45,14 +47,14 @@ async def apply_plan(
     namespace, name = meta["namespace"], meta["name"]
 
     for want in plan.deployments:
-        manifest = children.deployment(md, spec, want)
-        digest = manifest_hash(manifest)
-        if applied_hashes.get(want.name) != digest:
-            manifest["metadata"]["annotations"] = {HASH_ANNOTATION: digest}
-            await kube.apply_deployment(manifest)
+        have = observed.get(want.name)
+        if have is None:
+            await kube.apply_deployment(children.deployment(md, spec, want))
+        elif have.replicas != want.replicas or have.track != want.track:
+            await kube.scale_deployment(namespace, want.name, want.replicas, want.track)
     if plan.deployments:
         svc = children.service(md, spec)
-        if not await service_applied(manifest_hash(svc)):
+        if not await service_applied(json.dumps(svc, sort_keys=True)):
             await kube.apply_service(svc)
     for gone in plan.delete:
         await kube.delete_deployment(namespace, gone)

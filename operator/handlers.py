@@ -122,9 +122,7 @@ async def reconcile(body: kopf.Body, *, raise_invalid: bool) -> float | None:
                 )
             else:
                 answer = await registry.resolve(spec.model, spec.gate.metric)
-        deployments, hashes = await rt.kube.observe_deployments(
-            namespace, name, with_pods=status.canary is not None
-        )
+        deployments = await rt.kube.observe_deployments(namespace, name, with_pods=status.canary is not None)
         observed = Observed(
             now=now,
             generation=int(meta.get("generation") or 0),
@@ -145,7 +143,7 @@ async def reconcile(body: kopf.Body, *, raise_invalid: bool) -> float | None:
             body,
             spec,
             decided,
-            hashes,
+            deployments,
             post_event=_post(body),
             registry=registry,
             service_applied=service_applied,

@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping
 from typing import Any
 
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
-from mlrollout.operator.children import FIELD_MANAGER, LABEL_MD, LABEL_VERSION
+from mlrollout.operator.children import FIELD_MANAGER, LABEL_MD, LABEL_TRACK, LABEL_VERSION
 from mlrollout.operator.model import DeploymentObs
 from mlrollout.operator.spec import GROUP, PLURAL, VERSION
 
-HASH_ANNOTATION = "mlrollout.io/applied-hash"
 _APPLY = "application/apply-patch+yaml"
 _MERGE = "application/merge-patch+json"
-
-
-def manifest_hash(obj: Mapping[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _crash_looping(pod: Any) -> bool:
@@ -47,8 +40,8 @@ class Kube:
 
     async def observe_deployments(
         self, namespace: str, md_name: str, *, with_pods: bool
-    ) -> tuple[dict[str, DeploymentObs], dict[str, str]]:
-        """Owned Deployments as observations, plus each one's applied-manifest hash."""
+    ) -> dict[str, DeploymentObs]:
+        """Owned Deployments as observations (pods are read only when a canary may be failing)."""
         selector = f"{LABEL_MD}={md_name}"
         listing = await self.apps.list_namespaced_deployment(namespace, label_selector=selector)
         crash: set[str] = set()
@@ -62,21 +55,21 @@ class Kube:
                 if _unschedulable(pod):
                     unsched.add(version)
         out: dict[str, DeploymentObs] = {}
-        hashes: dict[str, str] = {}
         for d in listing.items:
-            version = (d.metadata.labels or {}).get(LABEL_VERSION, "")
+            labels = d.metadata.labels or {}
+            version = labels.get(LABEL_VERSION, "")
             name = d.metadata.name
             out[name] = DeploymentObs(
                 name=name,
                 version=version,
                 replicas=d.spec.replicas or 0,
                 ready_replicas=(d.status.ready_replicas or 0) if d.status else 0,
+                track=labels.get(LABEL_TRACK, ""),
                 uid=d.metadata.uid or "",
                 crash_looping=version in crash,
                 unschedulable=version in unsched,
             )
-            hashes[name] = (d.metadata.annotations or {}).get(HASH_ANNOTATION, "")
-        return out, hashes
+        return out
 
     async def apply_deployment(self, manifest: dict[str, Any]) -> None:
         meta = manifest["metadata"]
@@ -88,6 +81,11 @@ class Kube:
             force=True,
             _content_type=_APPLY,
         )
+
+    async def scale_deployment(self, namespace: str, name: str, replicas: int, track: str) -> None:
+        """Existing revisions only change size and role; their pod template stays as created."""
+        body = {"metadata": {"labels": {LABEL_TRACK: track}}, "spec": {"replicas": replicas}}
+        await self.apps.patch_namespaced_deployment(name, namespace, body, _content_type=_MERGE)
 
     async def apply_service(self, manifest: dict[str, Any]) -> None:
         meta = manifest["metadata"]

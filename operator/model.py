@@ -38,6 +38,7 @@ class Track:
     deployment: str
     run_id: str | None = None
     gate_value: float | None = None
+    serving_hash: str = ""  # the pod template this Deployment was created with
 
     def to_dict(self) -> dict[str, Any]:
         return _drop_none(
@@ -47,6 +48,7 @@ class Track:
                 "deployment": self.deployment,
                 "runId": self.run_id,
                 "gateValue": self.gate_value,
+                "servingHash": self.serving_hash or None,
             }
         )
 
@@ -60,6 +62,7 @@ class Track:
             deployment=str(d.get("deployment", "")),
             run_id=d.get("runId"),
             gate_value=d.get("gateValue"),
+            serving_hash=str(d.get("servingHash") or ""),
         )
 
 
@@ -70,7 +73,8 @@ class HistoryEntry:
     model_uri: str
     deployment: str
     gate_value: float | None = None
-    promoted_at: datetime | None = None
+    promoted_at: datetime | None = None  # when it stopped being stable
+    serving_hash: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return _drop_none(
@@ -81,7 +85,20 @@ class HistoryEntry:
                 "deployment": self.deployment,
                 "gateValue": self.gate_value,
                 "promotedAt": fmt_time(self.promoted_at),
+                "servingHash": self.serving_hash or None,
             }
+        )
+
+    @classmethod
+    def retire(cls, track: Track, revision: int, at: datetime) -> HistoryEntry:
+        return cls(
+            revision=revision,
+            version=track.version,
+            model_uri=track.model_uri,
+            deployment=track.deployment,
+            gate_value=track.gate_value,
+            promoted_at=at,
+            serving_hash=track.serving_hash,
         )
 
     @classmethod
@@ -93,6 +110,7 @@ class HistoryEntry:
             deployment=str(d.get("deployment", "")),
             gate_value=d.get("gateValue"),
             promoted_at=parse_time(d.get("promotedAt")),
+            serving_hash=str(d.get("servingHash") or ""),
         )
 
     def track(self) -> Track:
@@ -101,6 +119,7 @@ class HistoryEntry:
             model_uri=self.model_uri,
             deployment=self.deployment,
             gate_value=self.gate_value,
+            serving_hash=self.serving_hash,
         )
 
 
@@ -157,16 +176,27 @@ class Abandoned:
     version: str
     reason: str
     message: str
+    serving_hash: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"version": self.version, "reason": self.reason, "message": self.message}
+        return _drop_none(
+            {
+                "version": self.version,
+                "reason": self.reason,
+                "message": self.message,
+                "servingHash": self.serving_hash or None,
+            }
+        )
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> Abandoned | None:
         if not d or not d.get("version"):
             return None
         return cls(
-            version=str(d["version"]), reason=str(d.get("reason", "")), message=str(d.get("message", ""))
+            version=str(d["version"]),
+            reason=str(d.get("reason", "")),
+            message=str(d.get("message", "")),
+            serving_hash=str(d.get("servingHash") or ""),
         )
 
 
@@ -283,6 +313,7 @@ class DeploymentObs:
     version: str
     replicas: int  # spec.replicas
     ready_replicas: int
+    track: str = ""  # the Deployment's mlrollout.io/track label
     uid: str = ""
     crash_looping: bool = False  # a pod in CrashLoopBackOff or restarting repeatedly
     unschedulable: bool = False  # a pod the scheduler cannot place

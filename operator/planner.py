@@ -70,8 +70,9 @@ class Plan:
     requeue_after: float | None = None
 
 
-def deployment_name(md_name: str, version: str) -> str:
-    return f"{md_name}-v{version}"
+def deployment_name(md_name: str, version: str, serving_hash: str) -> str:
+    """One Deployment per revision: model version plus pod template (like a ReplicaSet's hash)."""
+    return f"{md_name}-v{version}-{serving_hash}" if serving_hash else f"{md_name}-v{version}"
 
 
 def needs_resolution(spec: Spec, status: Status, now: datetime) -> bool:
@@ -187,7 +188,7 @@ def _reconcile(w: _Work, target: Resolution, router: TrafficRouter, promote: str
         if _gate(w, target, baseline=None):
             _deploy_first(w, target)
         return
-    if st.stable is not None and target.version == st.stable.version:
+    if st.stable is not None and _same(w, st.stable, target):
         if st.canary is not None:
             w.event(
                 "Normal",
@@ -201,7 +202,7 @@ def _reconcile(w: _Work, target: Resolution, router: TrafficRouter, promote: str
     if _is_abandoned(w, target):
         _steady(w)
         return
-    if st.canary is None or st.canary.version != target.version:
+    if st.canary is None or not _same(w, st.canary, target):
         baseline = st.stable.gate_value if st.stable else None
         if not _gate(w, target, baseline=baseline):
             if st.canary is not None:
@@ -212,9 +213,14 @@ def _reconcile(w: _Work, target: Resolution, router: TrafficRouter, promote: str
     _walk(w, router, promote)
 
 
+def _same(w: _Work, track: Track, target: Resolution) -> bool:
+    """Same revision: same model version and same pod template."""
+    return track.version == target.version and track.serving_hash == w.spec.serving.template_hash
+
+
 def _is_abandoned(w: _Work, target: Resolution) -> bool:
     ab = w.status.abandoned
-    return ab is not None and ab.version == target.version
+    return ab is not None and ab.version == target.version and ab.serving_hash == w.spec.serving.template_hash
 
 
 def _gate(w: _Work, target: Resolution, baseline: float | None) -> bool:
@@ -249,19 +255,22 @@ def _gate(w: _Work, target: Resolution, baseline: float | None) -> bool:
     if ok:
         w.event("Normal", "GatePassed", why)
     else:
-        w.set(abandoned=Abandoned(target.version, "GateFailed", why), phase="Rejected", message=why)
+        rejected = Abandoned(target.version, "GateFailed", why, w.spec.serving.template_hash)
+        w.set(abandoned=rejected, phase="Rejected", message=why)
         w.event("Warning", "GateFailed", why)
         w.tags.append(Tag(target.version, TAG_STATUS, "rejected"))
     return ok
 
 
 def _track(w: _Work, target: Resolution) -> Track:
+    serving_hash = w.spec.serving.template_hash
     return Track(
         version=target.version,
         model_uri=target.model_uri,
-        deployment=deployment_name(w.md, target.version),
+        deployment=deployment_name(w.md, target.version, serving_hash),
         run_id=target.run_id,
         gate_value=target.gate_value,
+        serving_hash=serving_hash,
     )
 
 
@@ -344,7 +353,8 @@ def _rollback(w: _Work, reason: str, message: str) -> None:
     if canary is None:
         return
     _drop_canary(w)
-    w.set(abandoned=Abandoned(canary.version, reason, message), phase="RolledBack", message=message)
+    abandoned = Abandoned(canary.version, reason, message, canary.serving_hash)
+    w.set(abandoned=abandoned, phase="RolledBack", message=message)
     w.cond("Progressing", False, reason, message)
     w.event("Warning", "RolledBack", f"{reason}: {message}")
     w.tags.append(Tag(canary.version, TAG_STATUS, "rolled_back"))
@@ -357,18 +367,8 @@ def _promote(w: _Work, how: str) -> None:
     history = list(st.history)
     if st.stable is not None:
         revision = max((h.revision for h in history), default=0) + 1
-        history.insert(
-            0,
-            HistoryEntry(
-                revision=revision,
-                version=st.stable.version,
-                model_uri=st.stable.model_uri,
-                deployment=st.stable.deployment,
-                gate_value=st.stable.gate_value,
-                promoted_at=w.obs.now,
-            ),
-        )
-    history = [h for h in history if h.version != canary.version][: w.spec.history_limit]
+        history.insert(0, HistoryEntry.retire(st.stable, revision, w.obs.now))
+    history = [h for h in history if h.deployment != canary.deployment][: w.spec.history_limit]
     w.set(stable=canary, history=tuple(history))
     _drop_canary(w)
     w.event("Normal", "Promoted", f"version {canary.version} promoted to stable ({how})")
@@ -394,21 +394,11 @@ def _undo(w: _Work, version: str) -> None:
         return
     if st.canary is not None:
         _rollback(w, "Undone", f"undo to version {version} replaced canary {st.canary.version}")
-    history = [h for h in w.status.history if h.version != version]
+    history = [h for h in w.status.history if h.deployment != entry.deployment]
     if w.status.stable is not None:
         revision = max((h.revision for h in st.history), default=0) + 1
         old = w.status.stable
-        history.insert(
-            0,
-            HistoryEntry(
-                revision=revision,
-                version=old.version,
-                model_uri=old.model_uri,
-                deployment=old.deployment,
-                gate_value=old.gate_value,
-                promoted_at=w.obs.now,
-            ),
-        )
+        history.insert(0, HistoryEntry.retire(old, revision, w.obs.now))
     w.set(stable=entry.track(), history=tuple(history[: w.spec.history_limit]), abandoned=None)
     w.event("Normal", "Undone", f"version {version} restored from history (instant: its Deployment was kept)")
     w.tags.append(Tag(version, TAG_STATUS, "deployed"))

@@ -6,6 +6,8 @@ objects that bypassed it (older CRD, direct etcd writes) and gives the planner t
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -68,6 +70,12 @@ class Serving:
     node_selector: Mapping[str, str] = field(default_factory=dict)
     env: tuple[tuple[str, str], ...] = ()
     auth_secret: str | None = None
+
+    @property
+    def template_hash(self) -> str:
+        """Identity of the pod template (replicas excluded): a change means a new revision."""
+        doc = [self.image, self.port, self.resources, self.node_selector, self.env, self.auth_secret]
+        return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:6]
 
 
 @dataclass(frozen=True)

@@ -101,7 +101,8 @@ class Sim:
             self.tick(seconds)
 
     def replicas(self) -> dict[str, int]:
-        return {name: d.replicas for name, d in sorted(self.deployments.items())}
+        """Replicas per Deployment, named without the pod-template hash (churn-v1-ab12cd -> churn-v1)."""
+        return {name.rsplit("-", 1)[0]: d.replicas for name, d in sorted(self.deployments.items())}
 
     def events(self) -> list[str]:
         return [e.reason for p in self.plans for e in p.events]
@@ -123,7 +124,8 @@ def promoted(version: str = "1") -> Sim:
 def test_first_version_goes_straight_to_stable() -> None:
     sim = Sim(make_spec("1"))
     p = sim.tick()
-    assert [(d.name, d.replicas, d.track) for d in p.deployments] == [("churn-v1", 10, "stable")]
+    template = sim.spec.serving.template_hash
+    assert [(d.name, d.replicas, d.track) for d in p.deployments] == [(f"churn-v1-{template}", 10, "stable")]
     assert sim.status.stable is not None
     assert sim.status.stable.model_uri == "file:///artifacts/1/model"
     assert sim.status.phase == "Progressing"  # pods not Ready yet
@@ -401,3 +403,18 @@ def test_status_round_trips_through_dict() -> None:
     sim.retarget("2")
     sim.run(4)
     assert Status.from_dict(sim.status.to_dict()) == sim.status
+
+
+def test_serving_template_change_is_a_new_revision_behind_a_canary() -> None:
+    sim = promoted("1")
+    stable_name = sim.status.stable.deployment  # type: ignore[union-attr]
+    sim.retarget("1", serving={"image": "serve:1", "replicas": 10, "nodeSelector": {"pool": "none"}})
+    sim.broken.add("1")  # the new template's pods never become Ready...
+    sim.deployments[stable_name] = replace(sim.deployments[stable_name], ready_replicas=10)
+    sim.tick()
+    canary = sim.status.canary
+    assert canary is not None
+    assert canary.version == "1"
+    assert canary.deployment != stable_name
+    assert sim.status.stable is not None
+    assert sim.status.stable.deployment == stable_name  # ...and the stable Deployment is a different one
