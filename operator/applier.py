@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from mlrollout.operator import children
 from mlrollout.operator.kube import Kube
-from mlrollout.operator.model import DeploymentObs
-from mlrollout.operator.planner import Event, Plan
+from mlrollout.operator.model import DeploymentObs, PodObs
+from mlrollout.operator.planner import DesiredDeployment, Event, Plan
 from mlrollout.operator.registry import Registry
 from mlrollout.operator.spec import Spec
 
@@ -32,13 +32,26 @@ def status_changed(current: Mapping[str, Any] | None, new: Mapping[str, Any]) ->
     return False
 
 
+def pod_relabels(deployments: Sequence[DesiredDeployment], pods: Sequence[PodObs]) -> list[tuple[str, str]]:
+    """(pod, track) for pods whose track label lags their Deployment's role. Labelling pods in
+    place keeps metrics' `track` right after a promotion without restarting anything."""
+    track = {(d.version, d.revision): d.track for d in deployments}
+    out: list[tuple[str, str]] = []
+    for pod in pods:
+        want = track.get((pod.version, pod.revision))
+        if want is not None and pod.track != want:
+            out.append((pod.name, want))
+    return out
+
+
 async def apply_plan(
     kube: Kube,
     md: Mapping[str, Any],
     spec: Spec,
     plan: Plan,
-    observed: Mapping[str, DeploymentObs],
     *,
+    observed: Mapping[str, DeploymentObs],
+    pods: Sequence[PodObs],
     post_event: PostEvent,
     registry: Registry | None,
     service_applied: Callable[[str], Awaitable[bool]],
@@ -58,6 +71,8 @@ async def apply_plan(
             await kube.apply_service(svc)
     for gone in plan.delete:
         await kube.delete_deployment(namespace, gone)
+    for pod, track in pod_relabels(plan.deployments, pods):
+        await kube.label_pod(namespace, pod, track)
 
     new_status = plan.status.to_dict()
     if status_changed(md.get("status"), new_status):

@@ -12,6 +12,7 @@ APP = "mlrollout-serving"
 LABEL_MD = "mlrollout.io/model-deployment"
 LABEL_TRACK = "mlrollout.io/track"
 LABEL_VERSION = "mlrollout.io/version"
+LABEL_REVISION = "mlrollout.io/revision"
 FIELD_MANAGER = "mlrollout-operator"
 
 
@@ -27,15 +28,18 @@ def owner_reference(md: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def pod_labels(md_name: str, version: str) -> dict[str, str]:
-    # No track label on pods: promotion flips the Deployment's track label without restarting pods.
-    return {"app.kubernetes.io/name": APP, LABEL_MD: md_name, LABEL_VERSION: version}
+def selector_labels(md_name: str, want: DesiredDeployment) -> dict[str, str]:
+    """Immutable pod identity: which ModelDeployment, model version and pod template."""
+    labels = {"app.kubernetes.io/name": APP, LABEL_MD: md_name, LABEL_VERSION: want.version}
+    if want.revision:
+        labels[LABEL_REVISION] = want.revision
+    return labels
 
 
 def deployment(md: Mapping[str, Any], spec: Spec, want: DesiredDeployment) -> dict[str, Any]:
     meta = md["metadata"]
     labels = {
-        **pod_labels(meta["name"], want.version),
+        **selector_labels(meta["name"], want),
         LABEL_TRACK: want.track,
         "app.kubernetes.io/managed-by": "mlrollout",
     }
@@ -76,10 +80,13 @@ def deployment(md: Mapping[str, Any], spec: Spec, want: DesiredDeployment) -> di
         },
         "spec": {
             "replicas": want.replicas,
-            "selector": {"matchLabels": pod_labels(meta["name"], want.version)},
+            "selector": {"matchLabels": selector_labels(meta["name"], want)},
             "template": {
                 "metadata": {
-                    "labels": pod_labels(meta["name"], want.version),
+                    # The track label is set at creation and then kept current on the pods
+                    # themselves (see applier.pod_relabels): changing it in the template would
+                    # restart every pod on promotion.
+                    "labels": {**selector_labels(meta["name"], want), LABEL_TRACK: want.track},
                     "annotations": {
                         "prometheus.io/scrape": "true",
                         "prometheus.io/port": str(spec.serving.port),

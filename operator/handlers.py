@@ -122,7 +122,7 @@ async def reconcile(body: kopf.Body, *, raise_invalid: bool) -> float | None:
                 )
             else:
                 answer = await registry.resolve(spec.model, spec.gate.metric)
-        deployments = await rt.kube.observe_deployments(namespace, name, with_pods=status.canary is not None)
+        deployments, pods = await rt.kube.observe(namespace, name)
         observed = Observed(
             now=now,
             generation=int(meta.get("generation") or 0),
@@ -143,7 +143,8 @@ async def reconcile(body: kopf.Body, *, raise_invalid: bool) -> float | None:
             body,
             spec,
             decided,
-            deployments,
+            observed=deployments,
+            pods=pods,
             post_event=_post(body),
             registry=registry,
             service_applied=service_applied,

@@ -7,8 +7,8 @@ from typing import Any
 
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
-from mlrollout.operator.children import FIELD_MANAGER, LABEL_MD, LABEL_TRACK, LABEL_VERSION
-from mlrollout.operator.model import DeploymentObs
+from mlrollout.operator.children import FIELD_MANAGER, LABEL_MD, LABEL_REVISION, LABEL_TRACK, LABEL_VERSION
+from mlrollout.operator.model import DeploymentObs, PodObs
 from mlrollout.operator.spec import GROUP, PLURAL, VERSION
 
 _APPLY = "application/apply-patch+yaml"
@@ -38,38 +38,37 @@ class Kube:
         self.core: Any = client.CoreV1Api(api)
         self.custom: Any = client.CustomObjectsApi(api)
 
-    async def observe_deployments(
-        self, namespace: str, md_name: str, *, with_pods: bool
-    ) -> dict[str, DeploymentObs]:
-        """Owned Deployments as observations (pods are read only when a canary may be failing)."""
+    async def observe(self, namespace: str, md_name: str) -> tuple[dict[str, DeploymentObs], list[PodObs]]:
+        """Owned Deployments (with crash-loop/unschedulable signals from their pods) and the pods."""
         selector = f"{LABEL_MD}={md_name}"
         listing = await self.apps.list_namespaced_deployment(namespace, label_selector=selector)
-        crash: set[str] = set()
-        unsched: set[str] = set()
-        if with_pods:
-            pods = await self.core.list_namespaced_pod(namespace, label_selector=selector)
-            for pod in pods.items:
-                version = (pod.metadata.labels or {}).get(LABEL_VERSION, "")
-                if _crash_looping(pod):
-                    crash.add(version)
-                if _unschedulable(pod):
-                    unsched.add(version)
+        pod_list = await self.core.list_namespaced_pod(namespace, label_selector=selector)
+        crash: set[tuple[str, str]] = set()
+        unsched: set[tuple[str, str]] = set()
+        pods: list[PodObs] = []
+        for pod in pod_list.items:
+            labels = pod.metadata.labels or {}
+            key = (labels.get(LABEL_VERSION, ""), labels.get(LABEL_REVISION, ""))
+            pods.append(PodObs(pod.metadata.name, key[0], key[1], labels.get(LABEL_TRACK, "")))
+            if _crash_looping(pod):
+                crash.add(key)
+            if _unschedulable(pod):
+                unsched.add(key)
         out: dict[str, DeploymentObs] = {}
         for d in listing.items:
             labels = d.metadata.labels or {}
-            version = labels.get(LABEL_VERSION, "")
-            name = d.metadata.name
-            out[name] = DeploymentObs(
-                name=name,
-                version=version,
+            key = (labels.get(LABEL_VERSION, ""), labels.get(LABEL_REVISION, ""))
+            out[d.metadata.name] = DeploymentObs(
+                name=d.metadata.name,
+                version=key[0],
                 replicas=d.spec.replicas or 0,
                 ready_replicas=(d.status.ready_replicas or 0) if d.status else 0,
                 track=labels.get(LABEL_TRACK, ""),
                 uid=d.metadata.uid or "",
-                crash_looping=version in crash,
-                unschedulable=version in unsched,
+                crash_looping=key in crash,
+                unschedulable=key in unsched,
             )
-        return out
+        return out, pods
 
     async def apply_deployment(self, manifest: dict[str, Any]) -> None:
         meta = manifest["metadata"]
@@ -86,6 +85,14 @@ class Kube:
         """Existing revisions only change size and role; their pod template stays as created."""
         body = {"metadata": {"labels": {LABEL_TRACK: track}}, "spec": {"replicas": replicas}}
         await self.apps.patch_namespaced_deployment(name, namespace, body, _content_type=_MERGE)
+
+    async def label_pod(self, namespace: str, name: str, track: str) -> None:
+        try:
+            body = {"metadata": {"labels": {LABEL_TRACK: track}}}
+            await self.core.patch_namespaced_pod(name, namespace, body, _content_type=_MERGE)
+        except ApiException as exc:
+            if exc.status != 404:  # a pod that is gone needs no label
+                raise
 
     async def apply_service(self, manifest: dict[str, Any]) -> None:
         meta = manifest["metadata"]

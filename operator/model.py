@@ -320,6 +320,16 @@ class DeploymentObs:
 
 
 @dataclass(frozen=True)
+class PodObs:
+    """A serving pod: which revision it belongs to and the track label it carries now."""
+
+    name: str
+    version: str
+    revision: str
+    track: str
+
+
+@dataclass(frozen=True)
 class AnalysisResult:
     """The latest canary analysis verdict (written to status.lastAnalysis by the analysis controller)."""
 

@@ -44,6 +44,7 @@ class DesiredDeployment:
     model_uri: str
     replicas: int
     track: Literal["stable", "canary", "retired"]
+    revision: str = ""  # pod-template hash (spec.Serving.template_hash) the Deployment was created with
 
 
 @dataclass(frozen=True)
@@ -555,19 +556,29 @@ def _desired(w: _Work, router: TrafficRouter) -> tuple[DesiredDeployment, ...]:
     if st.stable is not None:
         out.append(
             DesiredDeployment(
-                st.stable.deployment, st.stable.version, st.stable.model_uri, stable_n, "stable"
+                st.stable.deployment,
+                st.stable.version,
+                st.stable.model_uri,
+                stable_n,
+                "stable",
+                st.stable.serving_hash,
             )
         )
     if st.canary is not None:
         out.append(
             DesiredDeployment(
-                st.canary.deployment, st.canary.version, st.canary.model_uri, canary_n, "canary"
+                st.canary.deployment,
+                st.canary.version,
+                st.canary.model_uri,
+                canary_n,
+                "canary",
+                st.canary.serving_hash,
             )
         )
     taken = {d.name for d in out}
     for h in st.history:
         if h.deployment not in taken:
-            out.append(DesiredDeployment(h.deployment, h.version, h.model_uri, 0, "retired"))
+            out.append(DesiredDeployment(h.deployment, h.version, h.model_uri, 0, "retired", h.serving_hash))
             taken.add(h.deployment)
     return tuple(out)
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from mlrollout.operator.applier import status_changed
+from mlrollout.operator.applier import pod_relabels, status_changed
 from mlrollout.operator.children import deployment, service
+from mlrollout.operator.model import PodObs
 from mlrollout.operator.planner import DesiredDeployment
 from mlrollout.operator.plugin import (
     PluginError,
@@ -87,11 +88,15 @@ def test_tables_are_readable() -> None:
 
 def test_deployment_manifest_pins_uri_and_owner() -> None:
     spec = parse_spec(MD["spec"])
-    manifest = deployment(MD, spec, DesiredDeployment("churn-v2", "2", "file:///a/2", 3, "canary"))
+    want = DesiredDeployment("churn-v2-abc123", "2", "file:///a/2", 3, "canary", "abc123")
+    manifest = deployment(MD, spec, want)
     assert manifest["metadata"]["ownerReferences"][0]["uid"] == "u-1"
     assert manifest["metadata"]["labels"]["mlrollout.io/track"] == "canary"
     template = manifest["spec"]["template"]
-    assert "mlrollout.io/track" not in template["metadata"]["labels"]  # promotion must not restart pods
+    selector = manifest["spec"]["selector"]["matchLabels"]
+    assert selector["mlrollout.io/revision"] == "abc123"
+    assert "mlrollout.io/track" not in selector  # the role changes; the identity does not
+    assert template["metadata"]["labels"]["mlrollout.io/track"] == "canary"
     assert template["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
     container = template["spec"]["containers"][0]
     env = {e["name"]: e["value"] for e in container["env"]}
@@ -122,3 +127,17 @@ def test_deployment_manifest_pins_uri_and_owner() -> None:
 )
 def test_status_changed(current: dict[str, Any] | None, new: dict[str, Any], changed: bool) -> None:
     assert status_changed(current, new) is changed
+
+
+def test_pod_relabels_follow_the_deployment_role() -> None:
+    wanted = [
+        DesiredDeployment("m-v2-aa", "2", "u2", 10, "stable", "aa"),
+        DesiredDeployment("m-v1-aa", "1", "u1", 0, "retired", "aa"),
+    ]
+    pods = [
+        PodObs("p1", "2", "aa", "canary"),  # just promoted: relabel
+        PodObs("p2", "2", "aa", "stable"),  # already right
+        PodObs("p3", "1", "aa", "stable"),  # terminating old stable: retired
+        PodObs("p4", "3", "zz", "canary"),  # not ours to judge (deleted revision)
+    ]
+    assert pod_relabels(wanted, pods) == [("p1", "stable"), ("p3", "retired")]

@@ -1,0 +1,80 @@
+"""`kubectl apply` rejects invalid ModelDeployments, and the message names the field."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from cluster.helpers import Kubectl, model_deployment
+
+pytestmark = pytest.mark.cluster
+
+
+def _with(path: str, value: Any, *, delete: bool = False) -> dict[str, Any]:
+    """A valid ModelDeployment with one field at dotted `path` (list indexes as ints) changed."""
+    md = copy.deepcopy(model_deployment("bad", "1"))
+    node: Any = md
+    keys = [int(k) if k.isdigit() else k for k in path.split(".")]
+    for key in keys[:-1]:
+        node = node[key]
+    if delete:
+        del node[keys[-1]]
+    else:
+        node[keys[-1]] = value
+    return md
+
+
+INVALID = [
+    (_with("spec.model", None, delete=True), "spec.model"),
+    (
+        _with("spec.model", {"name": "m", "version": "1", "alias": "champion"}),
+        "set exactly one of version or alias",
+    ),
+    (_with("spec.model", {"name": "m"}), "set exactly one of version or alias"),
+    (_with("spec.model.version", "v1"), "spec.model.version"),
+    (_with("spec.model.name", ""), "spec.model.name"),
+    (_with("spec.gate.threshold", 1.5), "spec.gate.threshold"),
+    (_with("spec.gate.maxRegression", -0.1), "spec.gate.maxRegression"),
+    (_with("spec.serving.image", None, delete=True), "spec.serving.image"),
+    (_with("spec.serving.replicas", 0), "spec.serving.replicas"),
+    (_with("spec.serving.port", 70000), "spec.serving.port"),
+    (_with("spec.rollout.steps", []), "spec.rollout.steps"),
+    (_with("spec.rollout.steps.0.setWeight", 150), "spec.rollout.steps[0].setWeight"),
+    (_with("spec.rollout.steps.0", {"setWeight": 10, "pause": {}}), "each step sets exactly one"),
+    (_with("spec.rollout.steps.1.pause", {"duration": "soon"}), "spec.rollout.steps[1].pause.duration"),
+    (_with("spec.rollout.steps", [{"pause": {}}]), "at least one setWeight step must be above 0"),
+    (_with("spec.rollout.progressDeadlineSeconds", 1), "spec.rollout.progressDeadlineSeconds"),
+    (_with("spec.rollout.trafficRouter", {"nginx": {"ingress": "x"}}), "spec.rollout.trafficRouter"),
+    (_with("spec.serving.env", [{"name": "MLROLLOUT_MODEL_URI", "value": "x"}]), "spec.serving.env[0]"),
+    (_with("spec.intent", {"id": "a", "promote": "step", "abort": True}), "spec.intent"),
+    (_with("spec.intent", {"id": "a", "promote": "sideways"}), "spec.intent.promote"),
+    (_with("spec.intent", {"id": "a", "undo": {"version": "2"}}), "spec.intent.undo.version must equal"),
+    (_with("spec.registry", {"trackingUri": "mlflow:5000"}), "spec.registry.trackingUri"),
+    (_with("metadata.name", "x" * 60), "metadata.name: at most 52 characters"),
+    (_with("spec.colour", "blue"), "spec.colour"),
+]
+
+
+@pytest.mark.parametrize(("manifest", "field"), INVALID, ids=[f for _, f in INVALID])
+def test_invalid_model_deployment_is_rejected(
+    crd: Any, kc: Kubectl, manifest: dict[str, Any], field: str
+) -> None:
+    proc = kc.apply(manifest, check=False)
+    assert proc.returncode != 0, f"accepted an invalid ModelDeployment (expected an error naming {field})"
+    assert field in proc.stderr, proc.stderr
+
+
+def test_valid_model_deployment_gets_defaults(crd: Any, kc: Kubectl) -> None:
+    md = model_deployment("defaults", "1")
+    del md["spec"]["rollout"]
+    del md["spec"]["gate"]
+    kc.apply(md)
+    spec = kc.md("defaults")["spec"]
+    assert spec["gate"] == {"metric": "f1_score", "threshold": 0}
+    assert spec["rollout"]["progressDeadlineSeconds"] == 600
+    assert spec["rollout"]["trafficRouter"] == {"replicas": {}}
+    assert spec["rollout"]["steps"][0] == {"setWeight": 10}
+    assert spec["serving"]["port"] == 8080
+    assert spec["paused"] is False
+    assert spec["revisionHistoryLimit"] == 3
