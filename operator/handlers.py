@@ -18,7 +18,9 @@ from typing import Any
 import kopf
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
+from mlrollout.operator.analysis import PrometheusClient
 from mlrollout.operator.applier import apply_plan
+from mlrollout.operator.canary_analysis import run_if_due
 from mlrollout.operator.children import LABEL_MD
 from mlrollout.operator.kube import Kube
 from mlrollout.operator.model import AnalysisResult, Condition, Observed, RegistryFailure, Resolution, Status
@@ -47,6 +49,7 @@ class ObjectState:
 class Runtime:
     kube: Kube
     registries: RegistryPool
+    prometheus: dict[str, PrometheusClient] = field(default_factory=dict)
     objects: dict[tuple[str, str], ObjectState] = field(default_factory=dict)
 
     def state(self, namespace: str, name: str) -> ObjectState:
@@ -88,6 +91,13 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     )
 
 
+@kopf.on.cleanup()
+async def close_clients(**_: Any) -> None:
+    if _Process.runtime is not None:
+        for client_ in _Process.runtime.prometheus.values():
+            await client_.close()
+
+
 def _post(body: kopf.Body) -> Any:
     def post(event: Event) -> None:
         kopf.event(body, type=event.type, reason=event.reason, message=event.message[:1024])
@@ -123,12 +133,27 @@ async def reconcile(body: kopf.Body, *, raise_invalid: bool) -> float | None:
             else:
                 answer = await registry.resolve(spec.model, spec.gate.metric)
         deployments, pods = await rt.kube.observe(namespace, name)
+        last_analysis = (body.get("status") or {}).get("lastAnalysis")
+        run = await run_if_due(
+            namespace,
+            name,
+            raw_spec=spec.analysis,
+            status=status,
+            last_record=last_analysis,
+            now=now,
+            clients=rt.prometheus,
+        )
+        if run.record is not None:
+            await rt.kube.patch_status(namespace, name, {"lastAnalysis": run.record})
+            last_analysis = run.record
+        if run.event is not None:
+            kopf.event(body, type=run.event[0], reason=run.event[1], message=run.event[2][:1024])
         observed = Observed(
             now=now,
             generation=int(meta.get("generation") or 0),
             deployments=deployments,
             registry=answer,
-            analysis=AnalysisResult.from_dict((body.get("status") or {}).get("lastAnalysis")),
+            analysis=AnalysisResult.from_dict(last_analysis),
         )
         decided = plan(name, spec, status, observed)
 
@@ -153,6 +178,8 @@ async def reconcile(body: kopf.Body, *, raise_invalid: bool) -> float | None:
             log.info(
                 "%s/%s: %s", namespace, name, "; ".join(f"{e.reason}: {e.message}" for e in decided.events)
             )
+        if decided.status.canary is not None and run.next_in is not None:
+            return run.next_in if decided.requeue_after is None else min(decided.requeue_after, run.next_in)
         return decided.requeue_after
 
 
@@ -232,3 +259,6 @@ def on_child_deployment(body: kopf.Body, **_: Any) -> None:
         st = rt.objects[key]
         st.next_delay = 0.2  # coalesce bursts of child events into one reconcile
         st.wake.set()
+
+
+from mlrollout.operator import analysis_loop  # noqa: E402, F401  (registers the canary-analysis daemon)
