@@ -337,6 +337,11 @@ class AnalysisResult:
     canary_version: str
     evaluated_at: datetime
     message: str = ""
+    action: str | None = None  # Proceed | Hold | Rollback (the analysis' own failureLimit bookkeeping)
+
+    @property
+    def wants_rollback(self) -> bool:
+        return self.action == "Rollback" or (self.action is None and self.verdict == "Failed")
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> AnalysisResult | None:
@@ -351,6 +356,7 @@ class AnalysisResult:
             canary_version=str(d.get("canaryVersion", "")),
             evaluated_at=at,
             message=str(d.get("message", "")),
+            action=str(d["action"]) if d.get("action") else None,
         )
 
 

@@ -419,6 +419,14 @@ def _walk(w: _Work, router: TrafficRouter, promote: str | None) -> None:
         _rollback(w, "CrashLoop", f"canary version {canary.version} pods are crash-looping")
         _steady(w)
         return
+    analysis = w.obs.analysis
+    if analysis is not None and analysis.canary_version == canary.version and analysis.wants_rollback:
+        w.cond("AnalysisPassed", False, "AnalysisFailed", analysis.message)
+        _rollback(
+            w, "AnalysisFailed", analysis.message or f"canary analysis of version {canary.version} failed"
+        )
+        _steady(w)
+        return
     want = router.set_weight(total, w.status.weight).canary_replicas
     if want > 0 and (c_obs is None or c_obs.ready_replicas < want):
         since = w.status.canary_not_ready_since or w.obs.now
@@ -490,10 +498,10 @@ def _walk(w: _Work, router: TrafficRouter, promote: str | None) -> None:
                 _progressing(w, f"{where}: waiting for canary analysis")
                 w.wait(WAIT_SECONDS)
                 return
-            if verdict.verdict == "Failed":
-                w.cond("AnalysisPassed", False, "AnalysisFailed", verdict.message)
-                _rollback(w, "AnalysisFailed", verdict.message or "canary analysis failed")
-                _steady(w)
+            if verdict.verdict == "Failed":  # below failureLimit: measure again next interval
+                w.cond("AnalysisPassed", False, "AnalysisFailing", verdict.message)
+                _progressing(w, f"{where}: analysis failing, measuring again ({verdict.message})")
+                w.wait(WAIT_SECONDS)
                 return
             if verdict.verdict == "Inconclusive":
                 w.cond("AnalysisPassed", None, "AnalysisInconclusive", verdict.message)

@@ -115,6 +115,7 @@ class Spec:
     paused: bool = False
     history_limit: int = 3
     intent: Intent | None = None
+    analysis: Mapping[str, Any] | None = None  # spec.rollout.analysis, parsed by mlrollout.operator.analysis
 
 
 def _obj(value: Any, name: str) -> Mapping[str, Any]:
@@ -249,6 +250,11 @@ def parse_spec(raw: Mapping[str, Any]) -> Spec:
     if not any(isinstance(s, SetWeight) and s.weight > 0 for s in steps):
         raise InvalidSpec("spec.rollout.steps: at least one setWeight step must be above 0")
 
+    analysis = rollout.get("analysis")
+    if analysis is not None and not isinstance(analysis, Mapping):
+        raise InvalidSpec("spec.rollout.analysis: expected an object")
+    if analysis is None and any(isinstance(s, Analysis) for s in steps):
+        raise InvalidSpec("spec.rollout.analysis is required when a step is an analysis step")
     registry = _obj(raw.get("registry"), "spec.registry")
     paused = raw.get("paused", False)
     if not isinstance(paused, bool):
@@ -268,4 +274,5 @@ def parse_spec(raw: Mapping[str, Any]) -> Spec:
         paused=paused,
         history_limit=_int(raw.get("revisionHistoryLimit"), "spec.revisionHistoryLimit", 0, 20, 3),
         intent=intent,
+        analysis=analysis,
     )

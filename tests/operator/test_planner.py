@@ -20,6 +20,7 @@ from mlrollout.operator.planner import Plan, needs_resolution, plan
 from mlrollout.operator.spec import Spec, parse_spec
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
+ANALYSIS = {"metrics": [{"name": "errorRate", "max": 0.01}]}
 GOOD = {"1": 0.90, "2": 0.92, "3": 0.95, "4": 0.40, "5": 0.86}
 
 
@@ -361,13 +362,19 @@ def test_user_pause_freezes_steps_and_resume_continues() -> None:
 
 
 @pytest.mark.parametrize(
-    ("verdict", "phase"),
-    [("Passed", "Promoted"), ("Failed", "RolledBack"), ("Inconclusive", "Paused")],
+    ("verdict", "action", "phase"),
+    [
+        ("Passed", "Proceed", "Promoted"),
+        ("Failed", "Rollback", "RolledBack"),
+        ("Failed", "Hold", "Progressing"),  # failing, but failureLimit not reached yet
+        ("Failed", None, "RolledBack"),  # a writer without actions: a failure is final
+        ("Inconclusive", "Hold", "Paused"),
+    ],
 )
-def test_analysis_step_follows_the_verdict(verdict: str, phase: str) -> None:
+def test_analysis_step_follows_the_verdict(verdict: str, action: str | None, phase: str) -> None:
     steps = [{"setWeight": 20}, {"analysis": {}}, {"setWeight": 100}]
     sim = promoted("1")
-    sim.retarget("2", rollout={"steps": steps})
+    sim.retarget("2", rollout={"steps": steps, "analysis": ANALYSIS})
     sim.run(3)
     assert sim.status.current_step_index == 1
     assert "waiting for canary analysis" in sim.status.message
@@ -376,6 +383,7 @@ def test_analysis_step_follows_the_verdict(verdict: str, phase: str) -> None:
         canary_version="2",
         evaluated_at=sim.now,  # type: ignore[arg-type]
         message="errorRate 0.002 <= 0.01",
+        action=action,
     )
     sim.run(3)
     assert sim.status.phase == phase
@@ -385,7 +393,7 @@ def test_stale_analysis_verdict_is_ignored() -> None:
     steps = [{"setWeight": 20}, {"analysis": {}}, {"setWeight": 100}]
     sim = promoted("1")
     sim.analysis = AnalysisResult(verdict="Passed", canary_version="2", evaluated_at=T0)
-    sim.retarget("2", rollout={"steps": steps})
+    sim.retarget("2", rollout={"steps": steps, "analysis": ANALYSIS})
     sim.run(5)
     assert sim.status.current_step_index == 1  # the verdict predates the step
 
@@ -418,3 +426,32 @@ def test_serving_template_change_is_a_new_revision_behind_a_canary() -> None:
     assert canary.deployment != stable_name
     assert sim.status.stable is not None
     assert sim.status.stable.deployment == stable_name  # ...and the stable Deployment is a different one
+
+
+def test_analysis_rollback_applies_at_any_step() -> None:
+    sim = promoted("1")
+    sim.retarget("2")
+    sim.run(3)
+    assert sim.status.current_step_index == 1  # in a plain pause, no analysis step
+    sim.analysis = AnalysisResult(
+        verdict="Failed",
+        canary_version="2",
+        evaluated_at=sim.now,
+        message="errorRate 0.2 > 0.01; failure 2 of 2",
+        action="Rollback",
+    )
+    sim.tick()
+    assert sim.status.phase == "RolledBack"
+    assert sim.status.abandoned is not None
+    assert sim.status.abandoned.reason == "AnalysisFailed"
+    assert "errorRate 0.2 > 0.01" in sim.status.message
+    sim.tick()
+    assert sim.replicas() == {"churn-v1": 10}
+
+
+def test_analysis_about_another_canary_is_ignored() -> None:
+    sim = promoted("1")
+    sim.analysis = AnalysisResult(verdict="Failed", canary_version="9", evaluated_at=T0, action="Rollback")
+    sim.retarget("2")
+    sim.run(3)
+    assert sim.status.phase == "Progressing"

@@ -29,7 +29,8 @@ def test_steps_and_intent() -> None:
     spec = parse_spec(
         base(
             rollout={
-                "steps": [{"setWeight": 20}, {"pause": {}}, {"analysis": {}}, {"pause": {"duration": "2m"}}]
+                "steps": [{"setWeight": 20}, {"pause": {}}, {"analysis": {}}, {"pause": {"duration": "2m"}}],
+                "analysis": {"metrics": [{"name": "liveF1", "min": 0.8}]},
             },
             intent={"id": "a1", "promote": "full"},
         )
@@ -70,6 +71,7 @@ def test_parse_duration(text: str, seconds: int) -> None:
         (base(intent={"id": "1", "promote": "step", "abort": True}), "spec.intent"),
         (base(intent={"id": "1", "undo": {"version": "3"}}), "spec.intent.undo.version"),
         (base(paused="yes"), "spec.paused"),
+        (base(rollout={"steps": [{"setWeight": 5}, {"analysis": {}}]}), "spec.rollout.analysis"),
     ],
 )
 def test_invalid_specs_name_the_field(spec: dict[str, Any], field: str) -> None:
