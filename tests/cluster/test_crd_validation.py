@@ -78,3 +78,10 @@ def test_valid_model_deployment_gets_defaults(crd: Any, kc: Kubectl) -> None:
     assert spec["serving"]["port"] == 8080
     assert spec["paused"] is False
     assert spec["revisionHistoryLimit"] == 3
+
+
+@pytest.mark.parametrize("example", ["modeldeployment.yaml", "modeldeployment-minimal.yaml"])
+def test_examples_are_accepted_by_the_api_server(crd: Any, kc: Kubectl, example: str) -> None:
+    path = crd.parent.parent / "examples" / example
+    proc = kc.run("apply", "--dry-run=server", "-f", str(path))
+    assert "created (server dry run)" in proc.stdout
