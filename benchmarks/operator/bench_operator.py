@@ -1,0 +1,318 @@
+"""Operator benchmark: apply -> Deployment created latency, settle time and RSS for N ModelDeployments.
+
+Everything is real: a local control plane (hack/local_cluster.py, kwok nodes), an `mlflow server`
+(sqlite) with one registered model with two versions, and the operator as its own process.
+
+    .venv/bin/python benchmarks/operator/bench_operator.py --count 100 [--kubeconfig PATH]
+
+Phases (all ModelDeployments in one namespace, created/patched at a bounded rate):
+  1. create N ModelDeployments at version 1 -> latency until each stable Deployment exists;
+     settle = first create until all N report phase Promoted;
+  2. patch all N to version 2 (steps: setWeight 50, pause) -> latency until each canary
+     Deployment exists; settle = first patch until all N are Paused at the 50% step.
+Operator RSS is sampled from /proc every 0.5 s (peak and final).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from kubernetes_asyncio import client, config, watch
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "hack"))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from local_cluster import LocalCluster  # noqa: E402
+from support.procs import free_port  # noqa: E402
+
+GROUP, VERSION, PLURAL = "mlrollout.io", "v1alpha1", "modeldeployments"
+MODEL = "bench-model"
+NS = "bench"
+
+
+def rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except FileNotFoundError:
+        pass
+    return 0.0
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def start_mlflow(work: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    mlflow = Path(sys.executable).parent / "mlflow"
+    log = (work / "mlflow.log").open("wb")
+    proc = subprocess.Popen(
+        [
+            str(mlflow),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--backend-store-uri",
+            f"sqlite:///{work / 'mlflow.db'}",
+            "--default-artifact-root",
+            (work / "artifacts").as_uri(),
+            "--no-serve-artifacts",
+            "--workers",
+            "2",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    uri = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{uri}/health", timeout=2):
+                return proc, uri
+        except OSError:
+            time.sleep(0.5)
+    raise SystemExit(f"mlflow server did not start; see {work / 'mlflow.log'}")
+
+
+def register_versions(uri: str) -> None:
+    """Two versions with an f1_score on their source runs (no training needed for a benchmark)."""
+    from mlflow.tracking import MlflowClient
+
+    c = MlflowClient(uri)
+    exp = c.create_experiment("bench")
+    c.create_registered_model(MODEL)
+    for f1 in (0.90, 0.92):
+        run = c.create_run(exp)
+        c.log_metric(run.info.run_id, "f1_score", f1)
+        c.set_terminated(run.info.run_id)
+        c.create_model_version(MODEL, f"{run.info.artifact_uri}/model", run_id=run.info.run_id)
+
+
+def manifest(name: str, version: str) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ModelDeployment",
+        "metadata": {"name": name},
+        "spec": {
+            "model": {"name": MODEL, "version": version},
+            "gate": {"threshold": 0.5},
+            "serving": {"image": "mlrollout/serving:bench", "replicas": 2},
+            "rollout": {"steps": [{"setWeight": 50}, {"pause": {}}, {"setWeight": 100}]},
+        },
+    }
+
+
+def start_operator(
+    kubeconfig: Path, tracking_uri: str, work: Path
+) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
+    """CRD, namespace and the operator process; returns once its liveness endpoint answers."""
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(kubeconfig),
+        "MLROLLOUT_TRACKING_URI": tracking_uri,
+        "MLROLLOUT_RESYNC_SECONDS": "120",
+    }
+    kubectl = ["kubectl"]
+    subprocess.run(
+        [*kubectl, "apply", "-f", str(ROOT / "crds" / "modeldeployment.yaml")],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [*kubectl, "wait", "--for=condition=Established", "crd/modeldeployments.mlrollout.io"],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run([*kubectl, "create", "namespace", NS], env=env, check=False, capture_output=True)
+    port = free_port()
+    operator = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlrollout.operator",
+            "--standalone",
+            "--liveness",
+            f"http://127.0.0.1:{port}/healthz",
+        ],
+        env=env,
+        cwd=ROOT,
+        stdout=(work / "operator.log").open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+                return operator, env
+        except OSError:
+            time.sleep(0.5)
+    operator.kill()
+    raise SystemExit(f"operator did not start; see {work / 'operator.log'}")
+
+
+def stop_operator(operator: subprocess.Popen[bytes], env: dict[str, str]) -> None:
+    operator.terminate()
+    try:
+        operator.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        operator.kill()
+    subprocess.run(
+        ["kubectl", "delete", "namespace", NS, "--wait=false"], env=env, check=False, capture_output=True
+    )
+
+
+async def run(
+    count: int, rate: float, kubeconfig: Path, operator: subprocess.Popen[bytes], work: Path
+) -> dict[str, Any]:
+    await config.load_kube_config(str(kubeconfig))
+    api = client.ApiClient()
+    custom, apps = client.CustomObjectsApi(api), client.AppsV1Api(api)
+    seen: dict[str, float] = {}
+    peak = [0.0]
+    stop = asyncio.Event()
+
+    async def watch_deployments() -> None:
+        w = watch.Watch()
+        while not stop.is_set():
+            try:
+                async for ev in w.stream(apps.list_namespaced_deployment, NS, timeout_seconds=30):
+                    if ev["type"] == "ADDED":
+                        seen.setdefault(ev["object"].metadata.name, time.monotonic())
+                    if stop.is_set():
+                        break
+            except Exception:  # a dropped watch restarts; the benchmark ends on its own deadline
+                await asyncio.sleep(0.2)
+
+    async def sample_rss() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], rss_mb(operator.pid))
+            await asyncio.sleep(0.5)
+
+    async def phases(names: list[str], predicate: Any, limit_s: float) -> float:
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline:
+            items = (await custom.list_namespaced_custom_object(GROUP, VERSION, NS, PLURAL))["items"]
+            done = sum(
+                1 for i in items if i["metadata"]["name"] in names and predicate(i.get("status") or {})
+            )
+            if done == len(names):
+                return time.monotonic()
+            await asyncio.sleep(0.5)
+        raise SystemExit(f"not settled within {limit_s}s; see {work / 'operator.log'}")
+
+    tasks = [asyncio.create_task(watch_deployments()), asyncio.create_task(sample_rss())]
+    try:
+        rss_idle = rss_mb(operator.pid)
+        names = [f"md-{i:04d}" for i in range(count)]
+        # Phase 1: create at version 1.
+        created: dict[str, float] = {}
+        t_first = time.monotonic()
+        for name in names:
+            created[name] = time.monotonic()
+            await custom.create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, manifest(name, "1"))
+            await asyncio.sleep(1 / rate)
+        t_settled = await phases(names, lambda s: s.get("phase") == "Promoted", limit_s=600)
+        stable_lat = [seen[f"{n}-v1-{_hash()}"] - created[n] for n in names if f"{n}-v1-{_hash()}" in seen]
+        # Phase 2: patch to version 2 -> canary Deployment.
+        patched: dict[str, float] = {}
+        t_first2 = time.monotonic()
+        for name in names:
+            patched[name] = time.monotonic()
+            await custom.patch_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                NS,
+                PLURAL,
+                name,
+                {"spec": {"model": {"version": "2"}}},
+                _content_type="application/merge-patch+json",
+            )
+            await asyncio.sleep(1 / rate)
+        t_settled2 = await phases(
+            names, lambda s: s.get("phase") == "Paused" and s.get("currentStepIndex") == 1, timeout=600
+        )
+        canary_lat = [seen[f"{n}-v2-{_hash()}"] - patched[n] for n in names if f"{n}-v2-{_hash()}" in seen]
+        return {
+            "count": count,
+            "rate_per_s": rate,
+            "stable_created_p50_s": round(statistics.median(stable_lat), 3),
+            "stable_created_p95_s": round(pct(stable_lat, 0.95), 3),
+            "canary_created_p50_s": round(statistics.median(canary_lat), 3),
+            "canary_created_p95_s": round(pct(canary_lat, 0.95), 3),
+            "canary_created_max_s": round(max(canary_lat), 3),
+            "samples": [len(stable_lat), len(canary_lat)],
+            "settle_first_version_s": round(t_settled - t_first, 1),
+            "settle_canary_50pct_s": round(t_settled2 - t_first2, 1),
+            "rss_idle_mb": round(rss_idle, 1),
+            "rss_peak_mb": round(peak[0], 1),
+            "rss_final_mb": round(rss_mb(operator.pid), 1),
+        }
+    finally:
+        stop.set()
+        for t in tasks:
+            t.cancel()
+        await api.close()
+
+
+def _hash() -> str:
+    from mlrollout.operator.spec import parse_spec
+
+    return parse_spec(manifest("x", "1")["spec"]).serving.template_hash
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--count", type=int, default=100)
+    parser.add_argument("--rate", type=float, default=20.0, help="creates/patches per second")
+    parser.add_argument("--kubeconfig", type=Path, help="use this cluster instead of starting a local one")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="mlrollout-bench-"))
+    (work / "artifacts").mkdir()
+    cluster = None
+    kubeconfig = args.kubeconfig
+    if kubeconfig is None:
+        cluster = LocalCluster(state=work / "cluster", nodes=3)
+        cluster.up()
+        kubeconfig = cluster.kubeconfig
+    mlflow, uri = start_mlflow(work)
+    try:
+        register_versions(uri)
+        operator, env = start_operator(kubeconfig, uri, work)
+        try:
+            result = asyncio.run(run(args.count, args.rate, kubeconfig, operator, work))
+        finally:
+            stop_operator(operator, env)
+        print(json.dumps(result, indent=2))
+    finally:
+        mlflow.terminate()
+        if cluster is not None:
+            cluster.down()
+    print(f"logs: {work}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
