@@ -76,8 +76,6 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         prefix=PREFIX, key="last-handled-configuration"
     )
     settings.posting.level = logging.WARNING  # our own Events carry the decisions
-    settings.peering.name = os.environ.get("MLROLLOUT_PEERING", "mlrollout")
-    settings.peering.mandatory = False
     settings.watching.server_timeout = 300
     settings.batching.worker_limit = int(os.environ.get("MLROLLOUT_WORKERS", "200"))
     configure_client_defaults()
