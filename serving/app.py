@@ -28,7 +28,7 @@ from mlrollout.serving.loading import name_and_version
 from mlrollout.serving.metrics import Identity, ServingMetrics, exposition
 from mlrollout.serving.model import LoadedModel
 from mlrollout.serving.service import Reply, Service, error_reply, json_reply
-from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 log = logging.getLogger("mlrollout.serving")
@@ -42,9 +42,10 @@ Handler = Callable[[Service, str], Reply]
 class ServerState:
     """What the routes share: the service once the model is loaded, and the identity for labels."""
 
-    def __init__(self, config: ServingConfig, keys: ApiKeys) -> None:
+    def __init__(self, config: ServingConfig, keys: ApiKeys, registry: CollectorRegistry | None) -> None:
         self.config = config
         self.keys = keys
+        self.registry = registry
         self.service: Service | None = None
         self.load_error: str | None = None
         name, version = name_and_version(config.model_uri)
@@ -54,15 +55,21 @@ class ServerState:
 
     def install(self, model: LoadedModel) -> None:
         self.name, self.version = model.name, model.version
-        metrics = ServingMetrics(Identity(model.name, model.version, self.config.track))
+        metrics = ServingMetrics(Identity(model.name, model.version, self.config.track), self.registry)
         self.service = Service(model, self.config, metrics, self.store)
 
 
-def create_app(model: LoadedModel | Callable[[], LoadedModel], config: ServingConfig,
-               keys: ApiKeys | None = None) -> Flask:
-    """`model` is a loaded model, or a loader run in the background (readiness stays false until done)."""
+def create_app(
+    model: LoadedModel | Callable[[], LoadedModel],
+    config: ServingConfig,
+    keys: ApiKeys | None = None,
+    registry: CollectorRegistry | None = None,
+) -> Flask:
+    """`model` is a loaded model, or a loader run in the background (readiness stays false until done).
+
+    `registry` defaults to prometheus_client's global one (what /metrics exposes in single-process mode)."""
     keys = keys if keys is not None else ApiKeys.from_sources(config.api_keys_file, config.api_keys)
-    state = ServerState(config, keys)
+    state = ServerState(config, keys, registry)
     if isinstance(model, LoadedModel):
         state.install(model)
     else:
@@ -85,8 +92,11 @@ def create_app(model: LoadedModel | Callable[[], LoadedModel], config: ServingCo
         except ServingError as exc:
             reply = error_reply(exc)
         except RequestEntityTooLarge:
-            reply = error_reply(PayloadTooLarge(
-                f"request body is over the limit of {config.limits.max_body_bytes} bytes", field="body"))
+            reply = error_reply(
+                PayloadTooLarge(
+                    f"request body is over the limit of {config.limits.max_body_bytes} bytes", field="body"
+                )
+            )
         except Exception:
             log.exception("internal error on %s (request id %s)", endpoint, request_id)
             reply = Reply(500, INTERNAL)
@@ -104,8 +114,14 @@ def create_app(model: LoadedModel | Callable[[], LoadedModel], config: ServingCo
         if state.service is not None:
             state.service.metrics.request(endpoint, reply.status, elapsed)
         if config.log_requests:
-            access.info("%s %s %d %.2fms rid=%s", request.method, request.path, reply.status,
-                        elapsed * 1000, request_id)
+            access.info(
+                "%s %s %d %.2fms rid=%s",
+                request.method,
+                request.path,
+                reply.status,
+                elapsed * 1000,
+                request_id,
+            )
         return response
 
     def body() -> bytes:
@@ -152,8 +168,10 @@ def create_app(model: LoadedModel | Callable[[], LoadedModel], config: ServingCo
 
     @app.get("/v2")
     def server_metadata() -> Response:
-        return open_reply("server_metadata", json_reply(
-            {"name": "mlrollout", "version": __version__, "extensions": ["binary_tensor_data"]}))
+        return open_reply(
+            "server_metadata",
+            json_reply({"name": "mlrollout", "version": __version__, "extensions": ["binary_tensor_data"]}),
+        )
 
     @app.get("/healthz")
     @app.get("/v2/health/live")
@@ -174,11 +192,14 @@ def create_app(model: LoadedModel | Callable[[], LoadedModel], config: ServingCo
     @app.get("/metrics")
     def metrics() -> Response:
         t0 = time.perf_counter()
-        return respond("metrics", Reply(200, exposition(), CONTENT_TYPE_LATEST), os.urandom(12).hex(), t0)
+        return respond(
+            "metrics", Reply(200, exposition(state.registry), CONTENT_TYPE_LATEST), os.urandom(12).hex(), t0
+        )
 
     def open_reply(endpoint: str, reply: Reply) -> Response:
-        return respond(endpoint, reply, request.headers.get("X-Request-ID") or os.urandom(12).hex(),
-                       time.perf_counter())
+        return respond(
+            endpoint, reply, request.headers.get("X-Request-ID") or os.urandom(12).hex(), time.perf_counter()
+        )
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:
@@ -186,8 +207,9 @@ def create_app(model: LoadedModel | Callable[[], LoadedModel], config: ServingCo
         if exc.code == 405:
             error = MethodNotAllowed(f"{request.method} is not allowed on {request.path}", field="method")
         elif exc.code == 413:
-            error = PayloadTooLarge(f"request body is over the limit of {config.limits.max_body_bytes} bytes",
-                                    field="body")
+            error = PayloadTooLarge(
+                f"request body is over the limit of {config.limits.max_body_bytes} bytes", field="body"
+            )
         elif exc.code == 404:
             error = NotFound(f"no endpoint at {request.path}", field="path")
         else:
@@ -200,8 +222,10 @@ def create_app(model: LoadedModel | Callable[[], LoadedModel], config: ServingCo
 
 def _check_version(service: Service, version: str | None) -> None:
     if version is not None and version != service.model.version:
-        raise NotFound(f"version {version!r} is not served here; this server serves version "
-                       f"{service.model.version!r}", field="model_version")
+        raise NotFound(
+            f"version {version!r} is not served here; this server serves version {service.model.version!r}",
+            field="model_version",
+        )
 
 
 def _load_in_background(state: ServerState, loader: Callable[[], LoadedModel]) -> None:

@@ -45,8 +45,10 @@ class ApiKeys:
             return
         presented = presented_key(headers)
         if presented is None:
-            raise Unauthorized("missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
-                               field="Authorization")
+            raise Unauthorized(
+                "missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
+                field="Authorization",
+            )
         candidate = presented.encode()
         # Compare against every key so timing does not reveal which key (or how many) matched.
         matched = False

@@ -22,8 +22,11 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["MLROLLOUT_BIND"] = args.bind
     if args.workers:
         os.environ["MLROLLOUT_WORKERS"] = str(args.workers)
-    logging.basicConfig(level=os.environ.get("MLROLLOUT_LOG_LEVEL", "INFO").upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=os.environ.get("MLROLLOUT_LOG_LEVEL", "INFO").upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
 
     # prometheus_client decides single- or multi-process mode at import: set the dir first.
     from mlrollout.serving.gunicorn_config import gunicorn_options, prepare_multiprocess_dir
@@ -41,12 +44,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mlrollout-serve: {exc}", file=sys.stderr)
         return 2
     if not config.model_uri:
-        print("mlrollout-serve: set MLROLLOUT_MODEL_URI (or --model-uri) to the pinned model",
-              file=sys.stderr)
+        print(
+            "mlrollout-serve: set MLROLLOUT_MODEL_URI (or --model-uri) to the pinned model", file=sys.stderr
+        )
         return 2
     if not keys.enabled:
         logging.getLogger("mlrollout.serving").warning(
-            "no API keys configured (MLROLLOUT_API_KEYS_FILE / MLROLLOUT_API_KEYS): scoring is open")
+            "no API keys configured (MLROLLOUT_API_KEYS_FILE / MLROLLOUT_API_KEYS): scoring is open"
+        )
     application = _Application(config, keys, options)
     try:
         application.run()
@@ -83,13 +88,21 @@ class _Application(_application_base()):  # type: ignore[misc]
             started = time.monotonic()
             config = self._config
             model = load_model(
-                config.model_uri, name=config.model_name, version=config.model_version,
-                extra_trusted=config.skops_trusted_types, allow_pickle=config.allow_pickle,
+                config.model_uri,
+                name=config.model_name,
+                version=config.model_version,
+                extra_trusted=config.skops_trusted_types,
+                allow_pickle=config.allow_pickle,
             )
             self.loaded_app = create_app(model, config, self._keys)
             logging.getLogger("mlrollout.serving").info(
-                "serving %s version %s (%s, %d columns) loaded in %.2fs", model.name, model.version,
-                model.flavor, model.schema.width, time.monotonic() - started)
+                "serving %s version %s (%s, %d columns) loaded in %.2fs",
+                model.name,
+                model.version,
+                model.flavor,
+                model.schema.width,
+                time.monotonic() - started,
+            )
         return self.loaded_app
 
 

@@ -53,7 +53,7 @@ def resolve_model_dir(uri: str) -> Path:
 def name_and_version(uri: str) -> tuple[str | None, str | None]:
     """models:/name/7 -> ("name", "7"); other URIs carry no registry identity."""
     if uri.startswith("models:/"):
-        parts = uri[len("models:/"):].strip("/").split("/")
+        parts = uri[len("models:/") :].strip("/").split("/")
         if len(parts) == 2 and parts[1].isdigit():
             return parts[0], parts[1]
     return None, None
@@ -172,9 +172,15 @@ def load_model(
         check_estimator_width(estimator, schema)
         classes = getattr(estimator, "classes_", None)
         return LoadedModel(
-            name=name, version=version, schema=schema, predictor=NativePredictor(estimator), flavor="sklearn",
-            source=uri, classes=tuple(c.item() if hasattr(c, "item") else c for c in classes)
-            if classes is not None else None,
+            name=name,
+            version=version,
+            schema=schema,
+            predictor=NativePredictor(estimator),
+            flavor="sklearn",
+            source=uri,
+            classes=tuple(c.item() if hasattr(c, "item") else c for c in classes)
+            if classes is not None
+            else None,
             load_seconds=time.monotonic() - started,
         )
     if not allow_pickle:
@@ -192,8 +198,13 @@ def load_model(
         raise ModelLoadError(f"cannot load {uri!r} as a pyfunc model: {exc}") from exc
     schema = schema_of(mlmodel)
     return LoadedModel(
-        name=name, version=version, schema=schema, predictor=PyfuncPredictor(pyfunc_model, schema.names),
-        flavor="pyfunc", source=uri, load_seconds=time.monotonic() - started,
+        name=name,
+        version=version,
+        schema=schema,
+        predictor=PyfuncPredictor(pyfunc_model, schema.names),
+        flavor="pyfunc",
+        source=uri,
+        load_seconds=time.monotonic() - started,
     )
 
 

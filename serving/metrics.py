@@ -41,16 +41,24 @@ class ServingMetrics:
         ident = identity.labels()
         self.identity = identity
         self.requests = Counter(
-            "mlrollout_requests", "HTTP requests by endpoint and status code.",
-            (*IDENTITY, "endpoint", "status"), registry=reg,
+            "mlrollout_requests",
+            "HTTP requests by endpoint and status code.",
+            (*IDENTITY, "endpoint", "status"),
+            registry=reg,
         )
         self.latency = Histogram(
-            "mlrollout_request_duration_seconds", "Time from request start to response, per endpoint.",
-            (*IDENTITY, "endpoint"), buckets=REQUEST_BUCKETS, registry=reg,
+            "mlrollout_request_duration_seconds",
+            "Time from request start to response, per endpoint.",
+            (*IDENTITY, "endpoint"),
+            buckets=REQUEST_BUCKETS,
+            registry=reg,
         )
         stage = Histogram(
-            "mlrollout_stage_duration_seconds", "Time spent per scoring stage (parse, predict, serialize).",
-            (*IDENTITY, "stage"), buckets=FAST_BUCKETS, registry=reg,
+            "mlrollout_stage_duration_seconds",
+            "Time spent per scoring stage (parse, predict, serialize).",
+            (*IDENTITY, "stage"),
+            buckets=FAST_BUCKETS,
+            registry=reg,
         )
         self.stage = {s: stage.labels(**ident, stage=s) for s in STAGES}
         self.rows = Counter("mlrollout_rows", "Rows scored.", IDENTITY, registry=reg).labels(**ident)
@@ -58,21 +66,31 @@ class ServingMetrics:
             "mlrollout_predictions", "Predictions by predicted class.", (*IDENTITY, "class"), registry=reg
         )
         self.missing = Counter(
-            "mlrollout_missing_values", "Missing input values received, by feature.", (*IDENTITY, "feature"),
+            "mlrollout_missing_values",
+            "Missing input values received, by feature.",
+            (*IDENTITY, "feature"),
             registry=reg,
         )
         self.feedback = Counter(
-            "mlrollout_feedback", "Labelled predictions from /feedback, by (predicted, actual) class.",
-            (*IDENTITY, "predicted", "actual"), registry=reg,
+            "mlrollout_feedback",
+            "Labelled predictions from /feedback, by (predicted, actual) class.",
+            (*IDENTITY, "predicted", "actual"),
+            registry=reg,
         )
         info = Gauge(
-            "mlrollout_model_info", "The model this server serves (value 1).", (*IDENTITY, "flavor"),
-            registry=reg, multiprocess_mode="max",
+            "mlrollout_model_info",
+            "The model this server serves (value 1).",
+            (*IDENTITY, "flavor"),
+            registry=reg,
+            multiprocess_mode="max",
         )
         self._info = info
         self._load = Gauge(
-            "mlrollout_model_load_seconds", "Time taken to load the model at start.", IDENTITY,
-            registry=reg, multiprocess_mode="max",
+            "mlrollout_model_load_seconds",
+            "Time taken to load the model at start.",
+            IDENTITY,
+            registry=reg,
+            multiprocess_mode="max",
         ).labels(**ident)
         self._ident = ident
         self._endpoint_cache: dict[tuple[str, int], Any] = {}
@@ -138,7 +156,8 @@ def live_f1_families(families: Iterable[Metric]) -> list[Metric]:
             cell = confusion.setdefault(key, {})
             cell[pair] = cell.get(pair, 0.0) + sample.value
     f1 = GaugeMetricFamily(
-        "mlrollout_live_f1", "Macro F1 of predictions against /feedback labels since start, all workers.",
+        "mlrollout_live_f1",
+        "Macro F1 of predictions against /feedback labels since start, all workers.",
         labels=list(IDENTITY),
     )
     samples = GaugeMetricFamily(
@@ -160,12 +179,12 @@ class _Families:
         return self._families
 
 
-def exposition() -> bytes:
-    """The text page for /metrics: all workers' series plus live F1."""
+def exposition(registry: CollectorRegistry | None = None) -> bytes:
+    """The text page for /metrics: all workers' series (multiprocess mode) or `registry`'s, plus live F1."""
     directory = multiprocess_dir()
     if directory:
-        registry = CollectorRegistry()
-        families = list(MultiProcessCollector(registry, path=directory).collect())  # type: ignore[no-untyped-call]
+        collector = MultiProcessCollector(CollectorRegistry(), path=directory)  # type: ignore[no-untyped-call]
+        families = list(collector.collect())  # type: ignore[no-untyped-call]
     else:
-        families = list(_default_registry().collect())
+        families = list((registry or _default_registry()).collect())
     return generate_latest(_Families(families + live_f1_families(families)))

@@ -110,8 +110,9 @@ def rows_to_matrix(rows: Sequence[Any], columns: Sequence[Column], field: str) -
     has_bool = any(c.is_boolean for c in columns)
     for r, row in enumerate(rows):
         if type(row) is not list:
-            raise BadRequest(f"row {r} is a {_json_type(row)}, expected an array of {width} values",
-                             field=f"{field}[{r}]")
+            raise BadRequest(
+                f"row {r} is a {_json_type(row)}, expected an array of {width} values", field=f"{field}[{r}]"
+            )
         if len(row) != width:
             raise SchemaViolation(f"row {r} has {len(row)} values, expected {width}", field=f"{field}[{r}]")
         # One C-level pass per row; the per-cell walk only runs to explain a failure.
@@ -138,8 +139,13 @@ def _check_cells(row: list[Any], r: int, columns: Sequence[Column], field: str) 
 
 def _json_type(value: Any) -> str:
     return {
-        dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "a number",
-        float: "a number", type(None): "null",
+        dict: "an object",
+        list: "an array",
+        str: "a string",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        type(None): "null",
     }.get(type(value), type(value).__name__)
 
 
@@ -190,9 +196,7 @@ def parse_invocations_json(payload: Any, schema: InputSchema, limits: Limits) ->
             field=str(extra[0]),
         )
     if len(keys) != 1:
-        raise BadRequest(
-            f"expected exactly one of {list(JSON_FORMATS)}, got {keys or 'none'}", field="body"
-        )
+        raise BadRequest(f"expected exactly one of {list(JSON_FORMATS)}, got {keys or 'none'}", field="body")
     key = keys[0]
     value = payload[key]
     if key == "dataframe_split":
@@ -208,8 +212,9 @@ def _parse_split(value: Any, schema: InputSchema, limits: Limits) -> Matrix:
         raise BadRequest(f"{field} must be an object with 'columns' and 'data'", field=field)
     unknown = [k for k in value if k not in {"columns", "data", "index"}]
     if unknown:
-        raise BadRequest(f"unknown key(s) {unknown[:5]} in {field}; expected columns, data, index",
-                         field=field)
+        raise BadRequest(
+            f"unknown key(s) {unknown[:5]} in {field}; expected columns, data, index", field=field
+        )
     data = value.get("data")
     if not isinstance(data, list):
         raise BadRequest(f"{field}.data must be an array of rows", field=f"{field}.data")
@@ -232,8 +237,9 @@ def _parse_records(value: Any, schema: InputSchema, limits: Limits, field: str) 
     rows: list[list[Any]] = []
     for r, record in enumerate(value):
         if type(record) is not dict:
-            raise BadRequest(f"row {r} is {_json_type(record)}, expected an object keyed by column",
-                             field=f"{field}[{r}]")
+            raise BadRequest(
+                f"row {r} is {_json_type(record)}, expected an object keyed by column", field=f"{field}[{r}]"
+            )
         if not name_set.issuperset(record):
             unknown = [k for k in record if k not in name_set]
             raise SchemaViolation(
@@ -301,8 +307,9 @@ def parse_csv(body: bytes, schema: InputSchema, limits: Limits) -> Batch:
 
 def _csv_row(cells: list[str], line: int, columns: Sequence[Column]) -> list[Any]:
     if len(cells) != len(columns):
-        raise SchemaViolation(f"CSV line {line} has {len(cells)} values, expected {len(columns)}",
-                              field=f"csv[{line}]")
+        raise SchemaViolation(
+            f"CSV line {line} has {len(cells)} values, expected {len(columns)}", field=f"csv[{line}]"
+        )
     out: list[Any] = []
     for column, cell in zip(columns, cells, strict=True):
         text = cell.strip()
@@ -310,22 +317,27 @@ def _csv_row(cells: list[str], line: int, columns: Sequence[Column]) -> list[Any
             out.append(None)
         elif column.is_boolean:
             if text.lower() not in {"true", "false"}:
-                raise SchemaViolation(f"column {column.name!r} line {line}: {_short(text)} is not true/false",
-                                      field=f"csv[{line}].{column.name}")
+                raise SchemaViolation(
+                    f"column {column.name!r} line {line}: {_short(text)} is not true/false",
+                    field=f"csv[{line}].{column.name}",
+                )
             out.append(text.lower() == "true")
         else:
             try:
                 number = float(text)
             except ValueError:
-                raise SchemaViolation(f"column {column.name!r} line {line}: {_short(text)} is not a number",
-                                      field=f"csv[{line}].{column.name}") from None
+                raise SchemaViolation(
+                    f"column {column.name!r} line {line}: {_short(text)} is not a number",
+                    field=f"csv[{line}].{column.name}",
+                ) from None
             out.append(number if math.isfinite(number) else _not_finite(column, line))
     return out
 
 
 def _not_finite(column: Column, line: int) -> float:
-    raise SchemaViolation(f"column {column.name!r} line {line}: value is not finite",
-                          field=f"csv[{line}].{column.name}")
+    raise SchemaViolation(
+        f"column {column.name!r} line {line}: value is not finite", field=f"csv[{line}].{column.name}"
+    )
 
 
 # --------------------------------------------------------------------------- signature checks
@@ -337,8 +349,9 @@ def validate(batch: Batch, schema: InputSchema) -> None:
         inf = ~nan & ~np.isfinite(values)
         if inf.any():
             r, c = (int(i) for i in np.argwhere(inf)[0])
-            raise SchemaViolation(f"column {schema.names[c]!r} row {r}: value is not finite",
-                                  field=schema.names[c])
+            raise SchemaViolation(
+                f"column {schema.names[c]!r} row {r}: value is not finite", field=schema.names[c]
+            )
         required = list(schema.required_positions)
         missing = nan[:, required]
         if missing.any():

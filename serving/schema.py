@@ -81,7 +81,8 @@ class InputSchema:
             kind = spec.get("type")
             if kind == "tensor":
                 raise SchemaError(
-                    "tensor-based signatures are not supported; log the model with a column schema")
+                    "tensor-based signatures are not supported; log the model with a column schema"
+                )
             if kind not in SUPPORTED_TYPES:
                 raise SchemaError(
                     f"signature input #{i} ({spec.get('name')!r}) has type {kind!r}; "

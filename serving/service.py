@@ -124,14 +124,16 @@ class Service:
         parsing.check_media_type(content_type, parsing.JSON_TYPES)
         payload = parsing.load_json(body)
         if not self._class_index:
-            raise SchemaViolation("this model has no known classes, so feedback labels cannot be scored",
-                                  field="labels")
+            raise SchemaViolation(
+                "this model has no known classes, so feedback labels cannot be scored", field="labels"
+            )
         if not isinstance(payload, dict):
             raise BadRequest("feedback must be a JSON object with request_id and labels", field="body")
         request_id = payload.get("request_id")
         if not isinstance(request_id, str) or not request_id:
-            raise BadRequest("request_id must be the X-Request-ID of the prediction being labelled",
-                             field="request_id")
+            raise BadRequest(
+                "request_id must be the X-Request-ID of the prediction being labelled", field="request_id"
+            )
         labels = self._classes_of(_one_or_many(payload, "labels", "label"), "labels")
         if "predictions" in payload or "prediction" in payload:
             predicted = self._classes_of(_one_or_many(payload, "predictions", "prediction"), "predictions")
@@ -168,24 +170,39 @@ class Service:
     # ------------------------------------------------------------------ metadata
     def check_model_name(self, name: str) -> None:
         if name != self.model.name:
-            raise NotFound(f"model {name!r} is not served here; this server serves {self.model.name!r}",
-                           field="model_name")
+            raise NotFound(
+                f"model {name!r} is not served here; this server serves {self.model.name!r}",
+                field="model_name",
+            )
 
     def metadata(self, name: str) -> Reply:
         self.check_model_name(name)
-        return json_reply(v2.model_metadata(
-            self.model.name, self.model.version, self.model.schema, f"mlflow_{self.model.flavor}",
-            "INT64" if self.model.classes and all(type(c) is int for c in self.model.classes) else "BYTES",
-        ))
+        return json_reply(
+            v2.model_metadata(
+                self.model.name,
+                self.model.version,
+                self.model.schema,
+                f"mlflow_{self.model.flavor}",
+                "INT64"
+                if self.model.classes and all(type(c) is int for c in self.model.classes)
+                else "BYTES",
+            )
+        )
 
     def version(self) -> Reply:
         from mlrollout.serving import __version__
 
-        return json_reply({
-            "model": self.model.name, "version": self.model.version, "track": self.config.track,
-            "flavor": self.model.flavor, "source": self.model.source, "server": f"mlrollout {__version__}",
-            "inputs": self.model.schema.describe(),
-        })
+        return json_reply(
+            {
+                "model": self.model.name,
+                "version": self.model.version,
+                "track": self.config.track,
+                "flavor": self.model.flavor,
+                "source": self.model.source,
+                "server": f"mlrollout {__version__}",
+                "inputs": self.model.schema.describe(),
+            }
+        )
 
 
 def _one_or_many(payload: Mapping[str, Any], many: str, one: str) -> list[Any]:

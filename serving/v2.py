@@ -17,9 +17,18 @@ from mlrollout.serving.parsing import Batch, Limits, check_rows, load_json, rows
 from mlrollout.serving.schema import Column, InputSchema
 
 NUMERIC_DTYPES: dict[str, str] = {
-    "BOOL": "?", "INT8": "<i1", "INT16": "<i2", "INT32": "<i4", "INT64": "<i8",
-    "UINT8": "<u1", "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u8",
-    "FP16": "<f2", "FP32": "<f4", "FP64": "<f8",
+    "BOOL": "?",
+    "INT8": "<i1",
+    "INT16": "<i2",
+    "INT32": "<i4",
+    "INT64": "<i8",
+    "UINT8": "<u1",
+    "UINT16": "<u2",
+    "UINT32": "<u4",
+    "UINT64": "<u8",
+    "FP16": "<f2",
+    "FP32": "<f4",
+    "FP64": "<f8",
 }
 OUTPUT_NAME = "predictions"
 
@@ -38,11 +47,14 @@ def split_binary(body: bytes, header_length: str | None) -> tuple[bytes, bytes |
     try:
         length = int(header_length)
     except ValueError:
-        raise BadRequest("Inference-Header-Content-Length must be an integer",
-                         field="Inference-Header-Content-Length") from None
+        raise BadRequest(
+            "Inference-Header-Content-Length must be an integer", field="Inference-Header-Content-Length"
+        ) from None
     if not 0 < length <= len(body):
-        raise BadRequest(f"Inference-Header-Content-Length {length} does not fit a {len(body)}-byte body",
-                         field="Inference-Header-Content-Length")
+        raise BadRequest(
+            f"Inference-Header-Content-Length {length} does not fit a {len(body)}-byte body",
+            field="Inference-Header-Content-Length",
+        )
     return body[:length], body[length:]
 
 
@@ -81,10 +93,15 @@ def _read_tensors(inputs: list[Any], binary: bytes | None, limits: Limits) -> li
         name, shape, datatype = spec.get("name"), spec.get("shape"), spec.get("datatype")
         if not isinstance(name, str) or not name:
             raise BadRequest(f"{field}.name must be a non-empty string", field=f"{field}.name")
-        if (not isinstance(shape, list) or not 1 <= len(shape) <= 2
-                or not all(type(d) is int and d >= 0 for d in shape)):
-            raise BadRequest(f"{field}.shape must be [rows] or [rows, columns] of non-negative integers",
-                             field=f"{field}.shape")
+        if (
+            not isinstance(shape, list)
+            or not 1 <= len(shape) <= 2
+            or not all(type(d) is int and d >= 0 for d in shape)
+        ):
+            raise BadRequest(
+                f"{field}.shape must be [rows] or [rows, columns] of non-negative integers",
+                field=f"{field}.shape",
+            )
         if datatype not in NUMERIC_DTYPES:
             raise SchemaViolation(
                 f"{field}.datatype {datatype!r} is not supported; use one of {sorted(NUMERIC_DTYPES)}",
@@ -97,16 +114,18 @@ def _read_tensors(inputs: list[Any], binary: bytes | None, limits: Limits) -> li
             raise BadRequest(f"{field}.parameters must be an object", field=f"{field}.parameters")
         data: Any
         if "binary_data_size" in params:
-            data, offset = _binary_slice(binary, offset, params["binary_data_size"], datatype, size,
-                                         field=field)
+            data, offset = _binary_slice(
+                binary, offset, params["binary_data_size"], datatype, size, field=field
+            )
         else:
             data = spec.get("data")
             if not isinstance(data, list):
                 raise BadRequest(f"{field}.data must be an array", field=f"{field}.data")
             data = _flatten(data, field)
             if len(data) != size:
-                raise SchemaViolation(f"{field} has {len(data)} values but shape {shape} needs {size}",
-                                      field=f"{field}.data")
+                raise SchemaViolation(
+                    f"{field} has {len(data)} values but shape {shape} needs {size}", field=f"{field}.data"
+                )
         tensors.append(_Tensor(name, tuple(shape), datatype, data, field))
     if binary is not None and offset != len(binary):
         raise BadRequest(f"binary data has {len(binary) - offset} unread bytes", field="body")
@@ -117,13 +136,16 @@ def _binary_slice(
     binary: bytes | None, offset: int, size_param: Any, datatype: str, size: int, *, field: str
 ) -> tuple[npt.NDArray[Any], int]:
     if binary is None:
-        raise BadRequest(f"{field} declares binary_data_size but the request has no binary part",
-                         field=f"{field}.parameters.binary_data_size")
+        raise BadRequest(
+            f"{field} declares binary_data_size but the request has no binary part",
+            field=f"{field}.parameters.binary_data_size",
+        )
     dtype = np.dtype(NUMERIC_DTYPES[datatype])
     if type(size_param) is not int or size_param != size * dtype.itemsize:
-        raise BadRequest(f"{field} binary_data_size must be {size * dtype.itemsize} for its shape and "
-                         "datatype",
-                         field=f"{field}.parameters.binary_data_size")
+        raise BadRequest(
+            f"{field} binary_data_size must be {size * dtype.itemsize} for its shape and datatype",
+            field=f"{field}.parameters.binary_data_size",
+        )
     if offset + size_param > len(binary):
         raise BadRequest(f"{field} binary data is shorter than declared", field=f"{field}.parameters")
     return np.frombuffer(binary, dtype=dtype, count=size, offset=offset), offset + size_param
@@ -151,8 +173,9 @@ def _values(tensor: _Tensor, columns: list[Column], rows: int) -> npt.NDArray[np
 
 
 def _assemble(tensors: list[_Tensor], schema: InputSchema, limits: Limits) -> npt.NDArray[np.float64]:
-    if len(tensors) == 1 and ((len(tensors[0].shape) == 2 and tensors[0].shape[1] != 1)
-                              or tensors[0].name not in schema.positions):
+    if len(tensors) == 1 and (
+        (len(tensors[0].shape) == 2 and tensors[0].shape[1] != 1) or tensors[0].name not in schema.positions
+    ):
         tensor = tensors[0]
         if len(tensor.shape) != 2 or tensor.shape[1] != schema.width:
             raise SchemaViolation(
@@ -165,8 +188,9 @@ def _assemble(tensors: list[_Tensor], schema: InputSchema, limits: Limits) -> np
     names = [t.name for t in tensors]
     unknown = [n for n in names if n not in schema.positions]
     if unknown:
-        raise SchemaViolation(f"unknown input tensor(s) {unknown[:10]}; expected {list(schema.names)}",
-                              field="inputs")
+        raise SchemaViolation(
+            f"unknown input tensor(s) {unknown[:10]}; expected {list(schema.names)}", field="inputs"
+        )
     if len(set(names)) != len(names):
         raise SchemaViolation("an input tensor name is repeated", field="inputs")
     absent = [c.name for c in schema.columns if c.required and c.name not in names]
@@ -174,8 +198,9 @@ def _assemble(tensors: list[_Tensor], schema: InputSchema, limits: Limits) -> np
         raise SchemaViolation(f"missing input tensor(s) for required column(s) {absent[:10]}", field="inputs")
     rows = {t.shape[0] for t in tensors}
     if len(rows) != 1 or any(len(t.shape) == 2 and t.shape[1] != 1 for t in tensors):
-        raise SchemaViolation("per-column tensors must all have shape [rows] or [rows, 1] with equal rows",
-                              field="inputs")
+        raise SchemaViolation(
+            "per-column tensors must all have shape [rows] or [rows, 1] with equal rows", field="inputs"
+        )
     count = rows.pop()
     out = np.full((count, schema.width), np.nan)
     for t in tensors:
@@ -192,8 +217,9 @@ def _requested_outputs(outputs: Any) -> tuple[str, ...]:
     names = tuple(o.get("name") for o in outputs)
     for i, name in enumerate(names):
         if name != OUTPUT_NAME:
-            raise SchemaViolation(f"unknown output {name!r}; this model has output {OUTPUT_NAME!r}",
-                                  field=f"outputs[{i}].name")
+            raise SchemaViolation(
+                f"unknown output {name!r}; this model has output {OUTPUT_NAME!r}", field=f"outputs[{i}].name"
+            )
     return names or (OUTPUT_NAME,)
 
 
@@ -212,7 +238,8 @@ def infer_response(model: str, version: str, request_id: str | None, predictions
     datatype = output_datatype(predictions)
     data: Any = predictions if datatype != "BYTES" else [str(v) for v in predictions.tolist()]
     body: dict[str, Any] = {
-        "model_name": model, "model_version": version,
+        "model_name": model,
+        "model_version": version,
         "outputs": [{"name": OUTPUT_NAME, "datatype": datatype, "shape": [len(predictions)], "data": data}],
     }
     if request_id is not None:
@@ -228,7 +255,9 @@ def model_metadata(
     model: str, version: str, schema: InputSchema, platform: str, output: str
 ) -> dict[str, Any]:
     return {
-        "name": model, "versions": [version], "platform": platform,
+        "name": model,
+        "versions": [version],
+        "platform": platform,
         "inputs": [{"name": c.name, "datatype": input_datatype(c), "shape": [-1]} for c in schema.columns],
         "outputs": [{"name": OUTPUT_NAME, "datatype": output, "shape": [-1]}],
     }

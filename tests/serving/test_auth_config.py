@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from mlrollout.serving.auth import ApiKeys, AuthConfigError
 from mlrollout.serving.config import ConfigError, ServingConfig
 from mlrollout.serving.errors import Forbidden, Unauthorized
@@ -37,10 +36,20 @@ def test_no_keys_means_open_and_bad_sources_fail(tmp_path: Path) -> None:
 
 
 def test_config_from_env_and_errors_name_the_variable() -> None:
-    config = ServingConfig.from_env({"MLROLLOUT_MODEL_URI": "models:/m/3", "MLROLLOUT_TRACK": "canary",
-                                     "MLROLLOUT_MAX_ROWS": "50", "MLROLLOUT_MICROBATCH": "false"})
+    config = ServingConfig.from_env(
+        {
+            "MLROLLOUT_MODEL_URI": "models:/m/3",
+            "MLROLLOUT_TRACK": "canary",
+            "MLROLLOUT_MAX_ROWS": "50",
+            "MLROLLOUT_MICROBATCH": "false",
+        }
+    )
     assert (config.model_uri, config.track, config.limits.max_rows, config.microbatch) == (
-        "models:/m/3", "canary", 50, False)
+        "models:/m/3",
+        "canary",
+        50,
+        False,
+    )
     with pytest.raises(ConfigError, match="MLROLLOUT_MAX_ROWS='x' is not an integer"):
         ServingConfig.from_env({"MLROLLOUT_MAX_ROWS": "x"})
     with pytest.raises(ConfigError, match="MLROLLOUT_MICROBATCH='maybe' is not a boolean"):
@@ -48,8 +57,9 @@ def test_config_from_env_and_errors_name_the_variable() -> None:
 
 
 def test_gunicorn_options() -> None:
-    options = gunicorn_options({"MLROLLOUT_PORT": "9000", "MLROLLOUT_WORKERS": "3",
-                                "MLROLLOUT_GRACEFUL_TIMEOUT": "7"})
+    options = gunicorn_options(
+        {"MLROLLOUT_PORT": "9000", "MLROLLOUT_WORKERS": "3", "MLROLLOUT_GRACEFUL_TIMEOUT": "7"}
+    )
     assert options["bind"] == ["0.0.0.0:9000"]
     assert (options["workers"], options["graceful_timeout"], options["preload_app"]) == (3, 7, True)
     assert options["worker_class"] == "gthread"

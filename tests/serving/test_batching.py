@@ -7,7 +7,6 @@ import time
 
 import numpy as np
 import pytest
-
 from mlrollout.serving.batching import MicroBatcher
 
 

@@ -7,7 +7,6 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-
 from mlrollout.serving.loading import (
     ModelLoadError,
     check_tree,
@@ -36,8 +35,12 @@ def saved_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     ]:
         estimator.fit(x, y)
         paths[kind] = root / kind
-        mlflow.sklearn.save_model(estimator, str(paths[kind]),
-                                  signature=infer_signature(x.head(), estimator.predict(x.head())), **options)
+        mlflow.sklearn.save_model(
+            estimator,
+            str(paths[kind]),
+            signature=infer_signature(x.head(), estimator.predict(x.head())),
+            **options,
+        )
     return paths
 
 
@@ -72,8 +75,14 @@ def test_allow_list_is_decided_by_the_server() -> None:
 
 
 def tree(left: list[int], right: list[int], feature: list[int], n_features: int = 2) -> SimpleNamespace:
-    return SimpleNamespace(node_count=len(left), children_left=np.array(left), children_right=np.array(right),
-                           feature=np.array(feature), value=np.zeros((len(left), 1, 2)), n_features=n_features)
+    return SimpleNamespace(
+        node_count=len(left),
+        children_left=np.array(left),
+        children_right=np.array(right),
+        feature=np.array(feature),
+        value=np.zeros((len(left), 1, 2)),
+        n_features=n_features,
+    )
 
 
 def test_check_tree_refuses_indices_that_escape() -> None:

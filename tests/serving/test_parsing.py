@@ -7,7 +7,6 @@ import math
 import numpy as np
 import orjson
 import pytest
-
 from mlrollout.serving.errors import BadRequest, PayloadTooLarge, SchemaViolation, UnsupportedMediaType
 from mlrollout.serving.parsing import (
     Limits,
@@ -19,8 +18,14 @@ from mlrollout.serving.parsing import (
 )
 from mlrollout.serving.schema import Column, InputSchema, SchemaError
 
-SCHEMA = InputSchema((Column("a", "double"), Column("b", "double"), Column("n", "long"),
-                      Column("opt", "double", required=False)))
+SCHEMA = InputSchema(
+    (
+        Column("a", "double"),
+        Column("b", "double"),
+        Column("n", "long"),
+        Column("opt", "double", required=False),
+    )
+)
 LIMITS = Limits(max_body_bytes=10_000, max_rows=5)
 EXPECTED = np.array([[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, math.nan]])
 
@@ -41,8 +46,16 @@ def parse(payload: object):
         {"inputs": {"a": [1, 5], "b": [2, 6], "n": [3, 7], "opt": [4, None]}},
         {"inputs": [[1, 2, 3, 4], [5, 6, 7, None]]},
     ],
-    ids=["split", "split-reordered", "split-positional", "records", "instances-rows", "instances-records",
-         "inputs-columnar", "inputs-rows"],
+    ids=[
+        "split",
+        "split-reordered",
+        "split-positional",
+        "records",
+        "instances-rows",
+        "instances-records",
+        "inputs-columnar",
+        "inputs-rows",
+    ],
 )
 def test_every_json_format_gives_the_same_matrix(payload: object) -> None:
     batch = parse(payload)
@@ -65,19 +78,48 @@ def test_csv_with_header_in_any_order() -> None:
         ({"rows": []}, BadRequest, "rows", "unknown top-level"),
         ({"dataframe_split": []}, BadRequest, "dataframe_split", "must be an object"),
         ({"dataframe_split": {"columns": ["a"]}}, BadRequest, "dataframe_split.data", "array of rows"),
-        ({"dataframe_split": {"data": [[1, 2, 3]]}}, SchemaViolation, "dataframe_split.data[0]", "has 3 values"),
-        ({"dataframe_split": {"columns": ["a", "a", "b", "n"], "data": []}}, SchemaViolation,
-         "dataframe_split.columns", "more than once"),
-        ({"dataframe_split": {"columns": ["a", "b", "zz"], "data": [[1, 2, 3]]}}, SchemaViolation,
-         "dataframe_split.columns", "unknown column"),
-        ({"dataframe_split": {"columns": ["a", "b"], "data": [[1, 2]]}}, SchemaViolation,
-         "dataframe_split.columns", "missing required column"),
-        ({"dataframe_records": [{"a": 1, "b": "x", "n": 1}]}, SchemaViolation, "dataframe_records[0].b",
-         "got a string"),
-        ({"dataframe_records": [{"a": 1, "b": True, "n": 1}]}, SchemaViolation, "dataframe_records[0].b",
-         "got a boolean"),
-        ({"dataframe_records": [{"a": 1, "b": 2, "n": 1, "x": 0}]}, SchemaViolation, "dataframe_records[0]",
-         "unknown column"),
+        (
+            {"dataframe_split": {"data": [[1, 2, 3]]}},
+            SchemaViolation,
+            "dataframe_split.data[0]",
+            "has 3 values",
+        ),
+        (
+            {"dataframe_split": {"columns": ["a", "a", "b", "n"], "data": []}},
+            SchemaViolation,
+            "dataframe_split.columns",
+            "more than once",
+        ),
+        (
+            {"dataframe_split": {"columns": ["a", "b", "zz"], "data": [[1, 2, 3]]}},
+            SchemaViolation,
+            "dataframe_split.columns",
+            "unknown column",
+        ),
+        (
+            {"dataframe_split": {"columns": ["a", "b"], "data": [[1, 2]]}},
+            SchemaViolation,
+            "dataframe_split.columns",
+            "missing required column",
+        ),
+        (
+            {"dataframe_records": [{"a": 1, "b": "x", "n": 1}]},
+            SchemaViolation,
+            "dataframe_records[0].b",
+            "got a string",
+        ),
+        (
+            {"dataframe_records": [{"a": 1, "b": True, "n": 1}]},
+            SchemaViolation,
+            "dataframe_records[0].b",
+            "got a boolean",
+        ),
+        (
+            {"dataframe_records": [{"a": 1, "b": 2, "n": 1, "x": 0}]},
+            SchemaViolation,
+            "dataframe_records[0]",
+            "unknown column",
+        ),
         ({"dataframe_records": [5]}, BadRequest, "dataframe_records[0]", "expected an object"),
         ({"instances": [1, 2, 3]}, BadRequest, "instances[0]", "must be an array"),
         ({"instances": []}, SchemaViolation, "instances", "no rows"),
@@ -145,15 +187,19 @@ def test_media_type_and_size_checks() -> None:
 def test_error_body_is_json_with_code_message_field() -> None:
     error = SchemaViolation("column 'b' row 0: got a string", field="instances[0].b")
     assert orjson.loads(orjson.dumps(error.body())) == {
-        "error": {"code": "schema_violation", "message": "column 'b' row 0: got a string",
-                  "field": "instances[0].b"}
+        "error": {
+            "code": "schema_violation",
+            "message": "column 'b' row 0: got a string",
+            "field": "instances[0].b",
+        }
     }
     assert error.status == 422
 
 
 def test_schema_from_mlflow_signature_and_refusals() -> None:
     schema = InputSchema.from_signature_inputs(
-        '[{"type": "double", "name": "x", "required": true}, {"type": "long", "name": "k", "required": false}]'
+        '[{"type": "double", "name": "x", "required": true},'
+        ' {"type": "long", "name": "k", "required": false}]'
     )
     assert schema.names == ("x", "k")
     assert schema.integer_positions == (1,)

@@ -1,0 +1,96 @@
+"""The Flask layer in-process (no gunicorn): readiness follows model loading, liveness does not."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+from mlrollout.serving.app import create_app
+from mlrollout.serving.auth import ApiKeys
+from mlrollout.serving.config import ServingConfig
+from mlrollout.serving.model import LoadedModel
+from mlrollout.serving.schema import Column, InputSchema
+from prometheus_client import CollectorRegistry
+
+
+class Threshold:
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return (x[:, 0] > 0.5).astype(np.int64)
+
+
+def model() -> LoadedModel:
+    schema = InputSchema((Column("x", "double"), Column("y", "double")))
+    return LoadedModel(
+        name="thr",
+        version="2",
+        schema=schema,
+        predictor=Threshold(),
+        flavor="sklearn",
+        source="memory",
+        classes=(0, 1),
+    )
+
+
+def test_readiness_is_false_until_the_model_is_loaded() -> None:
+    release = threading.Event()
+
+    def slow_loader() -> LoadedModel:
+        release.wait(30)
+        return model()
+
+    app = create_app(slow_loader, ServingConfig(), ApiKeys(), CollectorRegistry())
+    client = app.test_client()
+    assert client.get("/healthz").status_code == 200
+    not_ready = client.get("/readyz")
+    assert not_ready.status_code == 503
+    assert not_ready.json == {"ready": False, "reason": "model is still loading"}
+    scoring = client.post("/invocations", json={"instances": [[1, 2]]})
+    assert scoring.status_code == 503
+    assert scoring.json["error"]["code"] == "not_ready"
+    release.set()
+    deadline = time.monotonic() + 30
+    while client.get("/readyz").status_code != 200:
+        assert time.monotonic() < deadline, "never became ready"
+        time.sleep(0.01)
+    response = client.post(
+        "/invocations", json={"instances": [[0.9, 0], [0.1, 0]]}, headers={"X-Request-ID": "r-1"}
+    )
+    assert response.json == {"predictions": [1, 0]}
+    assert (response.headers["X-Model-Name"], response.headers["X-Model-Version"]) == ("thr", "2")
+    assert response.headers["X-Request-ID"] == "r-1"
+
+
+def test_a_failed_load_keeps_readiness_false_with_the_reason() -> None:
+    def broken_loader() -> LoadedModel:
+        raise RuntimeError("artifact store unreachable")
+
+    app = create_app(broken_loader, ServingConfig(), ApiKeys(), CollectorRegistry())
+    client = app.test_client()
+    deadline = time.monotonic() + 30
+    while "failed" not in (client.get("/readyz").json or {}).get("reason", ""):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert "artifact store unreachable" in response.json["reason"]
+    assert client.get("/healthz").status_code == 200
+
+
+def test_single_process_metrics_page_has_live_f1() -> None:
+    registry = CollectorRegistry()
+    app = create_app(model(), ServingConfig(), ApiKeys(), registry)
+    client = app.test_client()
+    client.post("/invocations", json={"instances": [[0.9, 0]]}, headers={"X-Request-ID": "p1"})
+    assert client.post("/feedback", json={"request_id": "p1", "label": 1}).status_code == 200
+    client.post("/invocations", json={"instances": [[0.1, 0]]}, headers={"X-Request-ID": "p2"})
+    assert client.post("/feedback", json={"request_id": "p2", "label": 1}).status_code == 200
+    identity = {"model": "thr", "model_version": "2", "track": "stable"}
+    assert (
+        registry.get_sample_value("mlrollout_feedback_total", {**identity, "predicted": "1", "actual": "1"})
+        == 1
+    )
+    page = client.get("/metrics").text
+    # One right, one wrong: class 1 has F1 2/3, class 0 has F1 0, macro 1/3.
+    assert 'mlrollout_live_f1{model="thr",model_version="2",track="stable"} 0.333' in page
+    assert 'mlrollout_live_f1_samples{model="thr",model_version="2",track="stable"} 2.0' in page
