@@ -258,5 +258,3 @@ def on_child_deployment(body: kopf.Body, **_: Any) -> None:
         st.next_delay = 0.2  # coalesce bursts of child events into one reconcile
         st.wake.set()
 
-
-from mlrollout.operator import analysis_loop  # noqa: E402, F401  (registers the canary-analysis daemon)
