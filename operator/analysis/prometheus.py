@@ -66,7 +66,7 @@ class PrometheusClient:
         form = {"query": promql, "timeout": f"{max(100, round(self.timeout_seconds * 900))}ms"}
         try:
             async with self._get_session().post(url, data=form, timeout=timeout) as resp:
-                text = await resp.text()
+                text = await resp.text(errors="replace")
                 status = resp.status
         except TimeoutError:
             raise PrometheusError(
