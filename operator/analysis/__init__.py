@@ -1,8 +1,9 @@
 """Canary analysis: judge a canary against the stable track on live metrics from Prometheus.
 
 Pure core (spec, promql, readings, measurement, judge, state, signals) plus two thin layers:
-the Prometheus client and `analyze`, which runs one analysis. The planner calls `analyze` (or
-`evaluate` with query results it already has) and acts on `AnalysisOutcome.action`.
+the Prometheus client and `analyze`, which runs one analysis. The analysis timer asks
+`next_analysis` whether a run is due, calls `analyze`, writes `outcome.to_status(...)` to
+status.lastAnalysis; the planner acts on its `action` (see README.md).
 """
 
 from .analyze import analyze, collect, evaluate
@@ -11,6 +12,7 @@ from .measurement import Measurement, Reading, Verdict, measure
 from .prometheus import PrometheusClient, PrometheusError
 from .promql import AnalysisTarget, Quantity, SeriesNames, build_queries
 from .readings import QueryFailure, Sample, derive
+from .schedule import Due, NotDue, next_analysis
 from .signals import macro_f1, psi
 from .spec import (
     AnalysisSpec,
@@ -31,10 +33,12 @@ __all__ = [
     "AnalysisState",
     "AnalysisTarget",
     "Direction",
+    "Due",
     "InconclusivePolicy",
     "Measurement",
     "MetricKind",
     "MetricSpec",
+    "NotDue",
     "PrometheusClient",
     "PrometheusError",
     "Quantity",
@@ -52,6 +56,7 @@ __all__ = [
     "judge",
     "macro_f1",
     "measure",
+    "next_analysis",
     "parse_duration",
     "psi",
 ]
