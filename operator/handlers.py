@@ -257,4 +257,3 @@ def on_child_deployment(body: kopf.Body, **_: Any) -> None:
         st = rt.objects[key]
         st.next_delay = 0.2  # coalesce bursts of child events into one reconcile
         st.wake.set()
-

@@ -220,8 +220,16 @@ def _same(w: _Work, track: Track, target: Resolution) -> bool:
 
 
 def _is_abandoned(w: _Work, target: Resolution) -> bool:
+    """A rolled-back revision stays down until the target changes. A gate rejection is re-judged
+    every pass instead (cheap: the metric is cached in status.resolved), so relaxing the gate in
+    the spec takes effect."""
     ab = w.status.abandoned
-    return ab is not None and ab.version == target.version and ab.serving_hash == w.spec.serving.template_hash
+    return (
+        ab is not None
+        and ab.reason != "GateFailed"
+        and ab.version == target.version
+        and ab.serving_hash == w.spec.serving.template_hash
+    )
 
 
 def _gate(w: _Work, target: Resolution, baseline: float | None) -> bool:
@@ -252,14 +260,18 @@ def _gate(w: _Work, target: Resolution, baseline: float | None) -> bool:
             True,
             f"{gate.metric} {value:.4f} >= threshold {gate.threshold:.4f}{floor} (version {target.version})",
         )
+    before = w.status.condition("GatePassed")
     w.cond("GatePassed", ok, "GatePassed" if ok else "GateFailed", why)
+    announce = before is None or before.message != why or before.status != ("True" if ok else "False")
     if ok:
-        w.event("Normal", "GatePassed", why)
+        if announce or w.status.abandoned is not None:
+            w.event("Normal", "GatePassed", why)
     else:
         rejected = Abandoned(target.version, "GateFailed", why, w.spec.serving.template_hash)
         w.set(abandoned=rejected, phase="Rejected", message=why)
-        w.event("Warning", "GateFailed", why)
-        w.tags.append(Tag(target.version, TAG_STATUS, "rejected"))
+        if announce:
+            w.event("Warning", "GateFailed", why)
+            w.tags.append(Tag(target.version, TAG_STATUS, "rejected"))
     return ok
 
 

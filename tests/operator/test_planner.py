@@ -455,3 +455,15 @@ def test_analysis_about_another_canary_is_ignored() -> None:
     sim.retarget("2")
     sim.run(3)
     assert sim.status.phase == "Progressing"
+
+
+def test_relaxing_the_gate_admits_a_rejected_version() -> None:
+    sim = Sim(make_spec("4"))
+    sim.run(3)
+    assert sim.status.phase == "Rejected"
+    assert sim.events().count("GateFailed") == 1
+    sim.retarget("4", gate={"threshold": 0.3})
+    sim.run(2)
+    assert sim.status.phase == "Promoted"
+    assert sim.status.stable is not None
+    assert sim.status.stable.version == "4"
