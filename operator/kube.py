@@ -15,7 +15,7 @@ _APPLY = "application/apply-patch+yaml"
 _MERGE = "application/merge-patch+json"
 
 
-def _crash_looping(pod: Any) -> bool:
+def crash_looping(pod: Any) -> bool:
     for cs in (pod.status.container_statuses or []) if pod.status else []:
         waiting = cs.state.waiting if cs.state else None
         if (waiting and waiting.reason == "CrashLoopBackOff") or (cs.restart_count or 0) >= 3:
@@ -23,7 +23,7 @@ def _crash_looping(pod: Any) -> bool:
     return False
 
 
-def _unschedulable(pod: Any) -> bool:
+def unschedulable(pod: Any) -> bool:
     conds = (pod.status.conditions or []) if pod.status else []
     return any(
         c.type == "PodScheduled" and c.status == "False" and c.reason == "Unschedulable" for c in conds
@@ -50,9 +50,9 @@ class Kube:
             labels = pod.metadata.labels or {}
             key = (labels.get(LABEL_VERSION, ""), labels.get(LABEL_REVISION, ""))
             pods.append(PodObs(pod.metadata.name, key[0], key[1], labels.get(LABEL_TRACK, "")))
-            if _crash_looping(pod):
+            if crash_looping(pod):
                 crash.add(key)
-            if _unschedulable(pod):
+            if unschedulable(pod):
                 unsched.add(key)
         out: dict[str, DeploymentObs] = {}
         for d in listing.items:
