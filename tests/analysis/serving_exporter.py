@@ -60,8 +60,8 @@ class Target:
         self.class_counts = dict.fromkeys(p.class_shares, 0)
         start_http_server(p.port, addr="127.0.0.1", registry=registry)
 
-    def _take(self, key: str, rate: float) -> int:
-        self.carry[key] += rate * TICK_SECONDS
+    def _take(self, key: str, rate: float, elapsed: float) -> int:
+        self.carry[key] += rate * elapsed
         n = int(self.carry[key])
         self.carry[key] -= n
         return n
@@ -73,9 +73,10 @@ class Target:
         self.class_counts[cls] += 1
         return cls
 
-    def tick(self) -> None:
+    def tick(self, elapsed: float) -> None:
+        """Emit what `elapsed` seconds of traffic at the profile's rates would have produced."""
         p = self.p
-        for _ in range(self._take("req", p.rps)):
+        for _ in range(self._take("req", p.rps, elapsed)):
             self.sent["req"] += 1
             failing = self.sent["err"] < p.error_fraction * self.sent["req"]
             self.sent["err"] += failing
@@ -84,7 +85,7 @@ class Target:
             if not failing:
                 self.predictions.labels(*self.base, self._next_class()).inc()
         classes = sorted(p.class_shares)
-        for i in range(self._take("fb", p.feedback_rps)):
+        for i in range(self._take("fb", p.feedback_rps, elapsed)):
             self.sent["fb"] += 1
             correct = self.sent["fb_ok"] < p.correct_fraction * self.sent["fb"]
             self.sent["fb_ok"] += correct
@@ -101,11 +102,15 @@ def main(argv: list[str] | None = None) -> None:
     raw: list[dict[str, Any]] = json.loads(args.profiles)
     targets = [Target(Profile(**r)) for r in raw]
     print(f"exporting {len(targets)} targets on ports {[t.p.port for t in targets]}", flush=True)
-    deadline = time.monotonic() + args.max_seconds
-    while time.monotonic() < deadline:
-        for t in targets:
-            t.tick()
+    last = time.monotonic()
+    deadline = last + args.max_seconds
+    while last < deadline:
         time.sleep(TICK_SECONDS)
+        # Rates follow the clock, not the tick count, so a busy machine does not thin the traffic.
+        now = time.monotonic()
+        for t in targets:
+            t.tick(now - last)
+        last = now
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from mlrollout.operator.analysis import (
     Verdict,
     analyze,
 )
+from support.ci import unavailable
 from support.mlflow_models import ModelVersionInfo, load_dataset, train_and_register
 from support.procs import ManagedProcess, free_port
 from support.prometheus import PrometheusServer, PrometheusUnavailable, ScrapeTarget
@@ -146,7 +147,7 @@ def stack(
         )
         yield prom, servers
     except PrometheusUnavailable as exc:
-        pytest.fail(f"Prometheus is needed: {exc}")
+        unavailable(str(exc))
     finally:
         prom.stop()
         for server in servers.values():
