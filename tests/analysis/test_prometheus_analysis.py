@@ -226,22 +226,34 @@ def test_query_error_is_inconclusive_with_prometheus_message(prometheus: Prometh
     assert "query for requests failed: query error" in outcome.reason
 
 
-def test_prometheus_down_is_inconclusive_and_keeps_the_failure_count(component_logs: Any) -> None:
-    prom = PrometheusServer(name="prometheus-down")
-    try:
-        prom.start([], component_logs.path("prometheus-down"))
-    except PrometheusUnavailable as exc:
-        unavailable(str(exc))
-    address = prom.url
-    prom.stop()
+def test_prometheus_down_is_inconclusive_keeps_the_failure_count_and_recovers(
+    prometheus: PrometheusServer,
+) -> None:
+    # Runs last among the tests sharing the module's Prometheus: it takes that Prometheus down.
     before = AnalysisState(consecutive_failures=1, runs=3, last_verdict=Verdict.FAILED)
-    outcome = run(address, "good", before)
+    prometheus.down()
+    try:
+        outcome = run(prometheus.url, "good", before)
+    finally:
+        prometheus.up()
     assert outcome.verdict is Verdict.INCONCLUSIVE
     assert set(verdicts(outcome).values()) == {Verdict.INCONCLUSIVE}
-    assert f"Prometheus at {address} unreachable" in outcome.reason
+    assert f"Prometheus at {prometheus.url} unreachable" in outcome.reason
     assert outcome.action is Action.HOLD
     assert outcome.state.consecutive_failures == 1  # neither reset nor advanced
     assert outcome.verdict_changed
+    # Back up with its data: the next run judges on real numbers again.
+    prometheus.wait_for_targets(len(CANARIES) * 2, timeout=60)
+    runs: list[AnalysisOutcome] = []
+
+    def passes() -> bool:
+        runs.append(run(prometheus.url, "good", outcome.state))
+        return runs[-1].verdict is Verdict.PASSED
+
+    prometheus.wait_until("analysis passes again after the outage", passes, timeout=60)
+    recovered = runs[-1]
+    assert recovered.action is Action.PROCEED
+    assert recovered.state.consecutive_failures == 0
 
 
 def test_prometheus_hanging_times_out_as_inconclusive() -> None:

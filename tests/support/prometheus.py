@@ -6,6 +6,7 @@ temp storage, 1s scrapes, targets given as file-based service discovery so they 
                                                  "track": "canary"})], logs_path)
     prom.wait_for_targets(1)
     ... prom.url ...
+    prom.down(); prom.up()   # an outage: same port, data kept
     prom.stop()
 
 Target labels stand in for what the install manifests' scrape config derives from pod labels
@@ -64,6 +65,8 @@ class PrometheusServer:
         self.port = 0
         self._workdir: Path | None = None
         self._proc: ManagedProcess | None = None
+        self._argv: list[str] = []
+        self._logs: _OneLog | None = None
 
     @property
     def url(self) -> str:
@@ -102,8 +105,23 @@ class PrometheusServer:
             f"--web.listen-address=127.0.0.1:{self.port}",
             "--web.enable-lifecycle",
         ]
-        self._proc = ManagedProcess.start(self.name, argv, logs=_OneLog(logs_path), cwd=self._workdir)
+        self._argv, self._logs = argv, _OneLog(logs_path)
+        self.up(timeout)
+
+    def up(self, timeout: float = 30.0) -> None:
+        """(Re)start the process on the same port, config and storage: data survives a down()/up()."""
+        if self._logs is None or self._workdir is None:
+            raise RuntimeError("Prometheus was never started")
+        if self.alive:
+            return
+        self._proc = ManagedProcess.start(self.name, self._argv, logs=self._logs, cwd=self._workdir)
         self._proc.wait_http(f"{self.url}/-/ready", timeout=timeout)
+
+    def down(self) -> None:
+        """Stop the process but keep port, config and storage, to simulate an outage."""
+        if self._proc is not None:
+            self._proc.stop()
+            self._proc = None
 
     @property
     def _targets_file(self) -> Path:
@@ -158,9 +176,7 @@ class PrometheusServer:
         self.wait_until(f"{count} targets up", up, timeout)
 
     def stop(self) -> None:
-        if self._proc is not None:
-            self._proc.stop()
-            self._proc = None
+        self.down()
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
