@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+FIELD_PREFIX = "spec.rollout.analysis"
+
 
 class AnalysisSpecError(ValueError):
     """The analysis spec is invalid; the message names the field."""
@@ -146,8 +148,18 @@ class AnalysisSpec:
                   {name: liveF1, min: 0.8, maxRegression: 0.05, minSamples: 30},
                   {name: predictionDrift, max: 0.2}]
         """
+        try:
+            return cls._from_dict(raw, default_prometheus)
+        except AnalysisSpecError as exc:
+            message = str(exc)
+            if not message.startswith(FIELD_PREFIX):
+                message = f"{FIELD_PREFIX}.{message}"
+            raise AnalysisSpecError(message) from None
+
+    @classmethod
+    def _from_dict(cls, raw: Mapping[str, Any], default_prometheus: str | None) -> AnalysisSpec:
         if not isinstance(raw, Mapping):
-            raise AnalysisSpecError(f"analysis must be an object, got {type(raw).__name__}")
+            raise AnalysisSpecError(f"{FIELD_PREFIX} must be an object, got {type(raw).__name__}")
         known = {
             "interval",
             "window",
@@ -161,7 +173,7 @@ class AnalysisSpec:
         unknown = sorted(set(raw) - known)
         if unknown:
             raise AnalysisSpecError(
-                f"analysis has unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+                f"{FIELD_PREFIX} has unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
             )
         interval = parse_duration(raw.get("interval", "30s"), "interval")
         window = parse_duration(raw["window"], "window") if "window" in raw else max(interval, 60.0)
@@ -217,12 +229,16 @@ def _metric_from_dict(raw: object, index: int) -> MetricSpec:
         raise AnalysisSpecError(f"{where}.{key} is required for {kind}")
     regression = raw.get("maxRegression")
     min_samples = raw.get("minSamples")
-    return MetricSpec(
-        kind=kind,
-        threshold=_number(raw[key], f"{where}.{key}"),
-        max_regression=None if regression is None else _number(regression, f"{where}.maxRegression"),
-        min_samples=None if min_samples is None else _int(min_samples, f"{where}.minSamples"),
-    )
+    try:
+        return MetricSpec(
+            kind=kind,
+            threshold=_number(raw[key], f"{where}.{key}"),
+            max_regression=None if regression is None else _number(regression, f"{where}.maxRegression"),
+            min_samples=None if min_samples is None else _int(min_samples, f"{where}.minSamples"),
+        )
+    except AnalysisSpecError as exc:
+        # MetricSpec names itself by kind; in a user's manifest the list index is what points at it.
+        raise AnalysisSpecError(str(exc).replace(f"metrics[{kind}]", where)) from None
 
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")

@@ -61,7 +61,7 @@ def test_operator_default_prometheus_address() -> None:
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        (spec(metrics=[]), "at least one metric"),
+        (spec(metrics=[]), "spec.rollout.analysis.metrics must list at least one metric"),
         (spec(metrics="errorRate<=0.01"), "metrics must be a list"),
         (spec(metrics=[{"name": "accuracy", "max": 1}]), "metrics[0].name must be one of"),
         (spec(metrics=[{"name": "errorRate"}]), "metrics[0].max is required for errorRate"),
@@ -69,7 +69,7 @@ def test_operator_default_prometheus_address() -> None:
         (spec(metrics=[{"name": "errorRate", "min": 0.0}]), "metrics[0].min does not apply: lower errorRate"),
         (spec(metrics=[{"name": "errorRate", "threshold": 0.1}]), "unknown field(s) threshold"),
         (spec(metrics=[{"name": "errorRate", "max": "high"}]), "metrics[0].max must be a number"),
-        (spec(metrics=[{"name": "errorRate", "max": 2}]), "errorRate].max is a fraction in [0, 1]"),
+        (spec(metrics=[{"name": "errorRate", "max": 2}]), "analysis.metrics[0].max is a fraction in [0, 1]"),
         (spec(metrics=[{"name": "latencyP99Ms", "max": -1}]), "max must be >= 0"),
         (spec(metrics=[{"name": "errorRate", "max": float("nan")}]), "finite"),
         (spec(metrics=[{"name": "predictionDrift", "max": 0.2, "maxRegression": 0.1}]), "not allowed"),
@@ -82,14 +82,15 @@ def test_operator_default_prometheus_address() -> None:
         (spec(window=True), "window must be a duration"),
         (spec(minSamples=0), "minSamples must be >= 1"),
         (spec(minSamples=1.5), "minSamples must be an integer"),
-        (spec(failureLimit=0), "failureLimit must be >= 1"),
+        (spec(failureLimit=0), "spec.rollout.analysis.failureLimit must be >= 1"),
         (spec(inconclusivePolicy="ignore"), "inconclusivePolicy must be one of hold, extend, fail"),
         (spec(inconclusiveLimit=-1), "inconclusiveLimit must be >= 0"),
         (spec(prometheus={"address": "prom:9090"}), "prometheus.address must be an http(s) URL"),
         (spec(prometheus={"address": "http://p", "timeoutSeconds": 0}), "timeoutSeconds must be > 0"),
         (spec(prometheus="http://p"), "prometheus must be an object"),
         ({"metrics": METRICS}, "prometheus.address is required"),
-        (spec(successLimit=3), "unknown field(s) successLimit"),
+        (spec(successLimit=3), "spec.rollout.analysis has unknown field(s) successLimit"),
+        ([], "spec.rollout.analysis must be an object"),
     ],
 )
 def test_invalid_specs_name_the_field(raw: dict[str, Any], message: str) -> None:
