@@ -93,6 +93,7 @@ class _Application(_application_base()):  # type: ignore[misc]
                 version=config.model_version,
                 extra_trusted=config.skops_trusted_types,
                 allow_pickle=config.allow_pickle,
+                fastpath=config.fastpath,
             )
             self.loaded_app = create_app(model, config, self._keys)
             logging.getLogger("mlrollout.serving").info(

@@ -31,6 +31,7 @@ class ServingConfig:
     feedback: StoreLimits = field(default_factory=StoreLimits)
     skops_trusted_types: tuple[str, ...] = ()
     allow_pickle: bool = False
+    fastpath: bool = True
     log_requests: bool = True
 
     @classmethod
@@ -59,6 +60,7 @@ class ServingConfig:
                 t.strip() for t in e.get("MLROLLOUT_SKOPS_TRUSTED_TYPES", "").split(",") if t.strip()
             ),
             allow_pickle=_bool(e, "MLROLLOUT_ALLOW_PICKLE", False),
+            fastpath=_bool(e, "MLROLLOUT_FASTPATH", True),
             log_requests=_bool(e, "MLROLLOUT_LOG_REQUESTS", True),
         )
 

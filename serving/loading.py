@@ -6,17 +6,20 @@ artifacts are refused unless the operator opts in with MLROLLOUT_ALLOW_PICKLE=tr
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
+from urllib.parse import unquote, urlencode, urlparse
 
 import numpy as np
 import yaml
+from mlrollout.serving.fastpath import verified_fastpath
 from mlrollout.serving.model import LoadedModel, NativePredictor, PyfuncPredictor
 from mlrollout.serving.schema import InputSchema, SchemaError
 
@@ -38,6 +41,12 @@ def resolve_model_dir(uri: str) -> Path:
         if not (path / "MLmodel").is_file():
             raise ModelLoadError(f"no MLmodel file under {path} (model URI {uri!r})")
         return path
+    location = registry_download_uri(uri)
+    if location is not None:
+        local = Path(unquote(urlparse(location).path)) if location.startswith(("file:", "/")) else None
+        if local is not None and (local / "MLmodel").is_file():
+            return local  # a pinned version on a shared/local artifact root: no MLflow import needed
+        uri = location
     try:
         from mlflow.artifacts import download_artifacts
 
@@ -48,6 +57,35 @@ def resolve_model_dir(uri: str) -> Path:
     if not (local / "MLmodel").is_file():
         raise ModelLoadError(f"downloaded {uri!r} to {local} but it has no MLmodel file")
     return local
+
+
+def registry_download_uri(uri: str, timeout: float = 30.0) -> str | None:
+    """Ask an HTTP tracking server where a pinned version's files are, with one REST call.
+
+    Importing MLflow takes seconds; a start-up that only needs one registry lookup should not pay that.
+    Returns None when this shortcut does not apply (then MLflow's own client resolves the URI)."""
+    name, version = name_and_version(uri)
+    tracking = os.environ.get("MLFLOW_TRACKING_URI", "")
+    if name is None or not tracking.startswith(("http://", "https://")):
+        return None
+    query = urlencode({"name": name, "version": version})
+    request = urllib.request.Request(  # noqa: S310 - the scheme is http(s), checked above
+        f"{tracking.rstrip('/')}/api/2.0/mlflow/model-versions/get-download-uri?{query}"
+    )
+    token = os.environ.get("MLFLOW_TRACKING_TOKEN")
+    user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    elif user and password:
+        request.add_header(
+            "Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - http(s) checked above
+            location = json.loads(response.read()).get("artifact_uri")
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"cannot resolve {uri!r} at {tracking}: {exc}") from exc
+    return location if isinstance(location, str) and location else None
 
 
 def name_and_version(uri: str) -> tuple[str | None, str | None]:
@@ -157,6 +195,7 @@ def load_model(
     version: str | None = None,
     extra_trusted: Iterable[str] = (),
     allow_pickle: bool = False,
+    fastpath: bool = True,
 ) -> LoadedModel:
     started = time.monotonic()
     model_dir = resolve_model_dir(uri)
@@ -171,17 +210,19 @@ def load_model(
         schema = schema_of(mlmodel, estimator)
         check_estimator_width(estimator, schema)
         classes = getattr(estimator, "classes_", None)
+        compiled = verified_fastpath(estimator, schema.width) if fastpath else None
         return LoadedModel(
             name=name,
             version=version,
             schema=schema,
-            predictor=NativePredictor(estimator),
+            predictor=NativePredictor(estimator, compiled),
             flavor="sklearn",
             source=uri,
             classes=tuple(c.item() if hasattr(c, "item") else c for c in classes)
             if classes is not None
             else None,
             load_seconds=time.monotonic() - started,
+            extra={"fastpath": compiled is not None},
         )
     if not allow_pickle:
         kinds = sorted(flavors)

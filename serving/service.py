@@ -198,6 +198,7 @@ class Service:
                 "version": self.model.version,
                 "track": self.config.track,
                 "flavor": self.model.flavor,
+                "fastpath": bool(self.model.extra.get("fastpath")),
                 "source": self.model.source,
                 "server": f"mlrollout {__version__}",
                 "inputs": self.model.schema.describe(),
