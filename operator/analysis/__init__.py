@@ -12,6 +12,7 @@ from .measurement import Measurement, Reading, Verdict, measure
 from .prometheus import PrometheusClient, PrometheusError
 from .promql import AnalysisTarget, Quantity, SeriesNames, build_queries
 from .readings import QueryFailure, Sample, derive
+from .runner import AnalysisRunner, Tick
 from .schedule import Due, NotDue, next_analysis
 from .signals import macro_f1, psi
 from .spec import (
@@ -28,6 +29,7 @@ from .state import AnalysisState
 __all__ = [
     "Action",
     "AnalysisOutcome",
+    "AnalysisRunner",
     "AnalysisSpec",
     "AnalysisSpecError",
     "AnalysisState",
@@ -46,6 +48,7 @@ __all__ = [
     "Reading",
     "Sample",
     "SeriesNames",
+    "Tick",
     "Verdict",
     "analyze",
     "build_queries",

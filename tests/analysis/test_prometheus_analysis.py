@@ -12,7 +12,7 @@ import json
 import socket
 import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,9 @@ from mlrollout.operator.analysis import (
     Verdict,
     analyze,
 )
+from mlrollout.operator.analysis.metrics import AnalysisMetrics
+from mlrollout.operator.analysis.runner import AnalysisRunner, Tick
+from prometheus_client import CollectorRegistry
 from support.ci import unavailable
 from support.procs import ManagedProcess, ProcessFailed, free_port
 from support.prometheus import PrometheusServer, PrometheusUnavailable, ScrapeTarget
@@ -224,6 +227,51 @@ def test_query_error_is_inconclusive_with_prometheus_message(prometheus: Prometh
     outcome = run(prometheus.url, "good", spec=spec, names=SeriesNames(requests="not a metric"))
     assert outcome.verdict is Verdict.INCONCLUSIVE
     assert "query for requests failed: query error" in outcome.reason
+
+
+def test_runner_ticks_schedule_runs_write_status_and_emit_events_on_change(
+    prometheus: PrometheusServer,
+) -> None:
+    registry = CollectorRegistry()
+    runner = AnalysisRunner(AnalysisMetrics(registry))
+    md_spec = {"rollout": {"analysis": {
+        "interval": "5s", "window": f"{WINDOW_SECONDS}s", "minSamples": 100, "failureLimit": 2,
+        "prometheus": {"address": prometheus.url}, "metrics": [{"name": "errorRate", "max": 0.05}],
+    }}}
+    status: dict[str, Any] = {"stable": {"version": "1"}, "canary": {"version": "2"}}
+    t0 = datetime.now(UTC)
+
+    async def ticks() -> list[Tick]:
+        out = []
+        try:
+            for seconds in (0, 1, 5, 10):  # due, not due yet, due, due
+                now = t0 + timedelta(seconds=seconds)
+                tick = await runner.tick(NAMESPACE, "errors", md_spec, status, now)
+                if tick.last_analysis is not None:
+                    status["lastAnalysis"] = tick.last_analysis
+                out.append(tick)
+            out.append(await runner.tick(NAMESPACE, "errors", md_spec, {"stable": {"version": "1"}}, t0))
+        finally:
+            await runner.close()
+        return out
+
+    first, early, second, third, no_canary = asyncio.run(ticks())
+    assert first.event is not None
+    assert first.event[:2] == ("Warning", "AnalysisFailed")
+    assert first.last_analysis is not None
+    assert (first.last_analysis["action"], first.last_analysis["consecutiveFailures"]) == ("Hold", 1)
+    assert first.retry_in_seconds == 5
+    assert (early.outcome, early.last_analysis, early.retry_in_seconds) == (None, None, 4.0)
+    assert second.last_analysis is not None
+    assert (second.last_analysis["action"], second.last_analysis["consecutiveFailures"]) == ("Rollback", 2)
+    assert second.event is None  # still Failed: no new Event
+    assert third.last_analysis is not None
+    assert third.last_analysis["runs"] == 3
+    assert (no_canary.outcome, no_canary.retry_in_seconds) == (None, None)
+    assert no_canary.note == "no canary to analyze"
+    labels = {"namespace": NAMESPACE, "model_deployment": "errors"}
+    assert registry.get_sample_value("mlrollout_analysis_runs_total", {**labels, "verdict": "Failed",
+                                                                        "action": "Rollback"}) == 2
 
 
 def test_prometheus_down_is_inconclusive_keeps_the_failure_count_and_recovers(
