@@ -8,13 +8,26 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import uuid
 from collections.abc import Iterator
 from dataclasses import asdict
+from pathlib import Path
+from typing import Any
 
 import pytest
-from images.image_support import ROOT, BuiltImage, build, run
+from images.image_support import (
+    ROOT,
+    BuiltImage,
+    ServingContainer,
+    build,
+    docker,
+    readable_by_all,
+    run,
+    wait_ready,
+)
 from support.ci import unavailable
-from support.procs import LogSink
+from support.mlflow_models import ModelVersionInfo, train_and_register
+from support.procs import LogSink, free_port
 
 HACK = ROOT / "hack"
 REPORT = ROOT / ".local" / "images" / "report.json"
@@ -74,3 +87,46 @@ def serving_image(images: _Images) -> BuiltImage:
 @pytest.fixture(scope="session")
 def operator_image(images: _Images) -> BuiltImage:
     return images.get("mlrollout-operator", "Dockerfile.operator")
+
+
+# --------------------------------------------------------------------------- serving on a real model
+@pytest.fixture(scope="session")
+def model_dir(mlflow_server: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[ModelVersionInfo, Path]:
+    """A real MLflow model (trained and registered), downloaded to a plain directory to mount."""
+    import mlflow.artifacts
+
+    info = train_and_register(mlflow_server.tracking_uri, "image-test-iris", dataset="iris")
+    dest = tmp_path_factory.mktemp("image-model")
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=info.source, dst_path=str(dest)))
+    dest.chmod(0o755)
+    readable_by_all(local)
+    return info, local
+
+
+@pytest.fixture(scope="session")
+def serving_container(
+    serving_image: BuiltImage, model_dir: tuple[ModelVersionInfo, Path], component_logs: LogSink
+) -> Iterator[ServingContainer]:
+    info, local = model_dir
+    port = free_port()
+    container_id = docker(
+        "run", "--detach", "--name", f"mlrollout-serving-test-{uuid.uuid4().hex[:8]}",
+        # As a hardened pod runs it: read-only root, /tmp the only writable place, no capabilities.
+        "--read-only", "--tmpfs", "/tmp:rw,size=64m",
+        "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+        "--publish", f"127.0.0.1:{port}:8080",
+        "--volume", f"{local}:/model:ro",
+        "--env", "MLROLLOUT_MODEL_URI=/model",
+        "--env", f"MLROLLOUT_MODEL_NAME={info.name}",
+        "--env", f"MLROLLOUT_MODEL_VERSION={info.version}",
+        "--env", "MLROLLOUT_WORKERS=2",
+        serving_image.tag,
+    ).stdout.strip()  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(container_id, url, timeout=120)
+        yield ServingContainer(container_id=container_id, url=url, port=port, model=info)
+    finally:
+        logs = docker("logs", container_id, check=False)
+        component_logs.path("serving-container").write_text(logs.stdout + logs.stderr)
+        docker("rm", "--force", container_id, check=False)

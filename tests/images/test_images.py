@@ -5,21 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import stat
 import subprocess
-import time
-import urllib.error
-import urllib.request
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import pytest
-from images.image_support import ROOT, BuiltImage, docker
-from support.mlflow_models import ModelVersionInfo, train_and_register
-from support.procs import LogSink, free_port
+from images.image_support import ROOT, BuiltImage, ServingContainer, docker, http
 
 pytestmark = pytest.mark.image
 
@@ -112,95 +101,6 @@ def test_operator_image_starts_its_cli_on_a_read_only_root(operator_image: Built
 
 
 # --------------------------------------------------------------------------- serving on a real model
-@dataclass(frozen=True)
-class ServingContainer:
-    container_id: str
-    url: str
-    model: ModelVersionInfo
-
-
-def _readable_by_all(root: Path) -> None:
-    """The container's user is not the host user that trained the model: it only needs to read."""
-    for path in [root, *root.rglob("*")]:
-        mode = path.stat().st_mode
-        extra = stat.S_IROTH | (stat.S_IXOTH if path.is_dir() else 0)
-        path.chmod(mode | extra)
-
-
-def http(method: str, url: str, body: Any = None, timeout: float = 10) -> tuple[int, bytes]:
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-
-
-def _wait_ready(container_id: str, url: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    last = "no answer yet"
-    while time.monotonic() < deadline:
-        state = docker("inspect", "--format", "{{.State.Running}} {{.State.ExitCode}}", container_id).stdout
-        if not state.startswith("true"):
-            logs = docker("logs", container_id, check=False)
-            pytest.fail(
-                f"serving container exited ({state.strip()}):\n{logs.stdout[-3000:]}{logs.stderr[-3000:]}"
-            )
-        try:
-            status, body = http("GET", f"{url}/readyz", timeout=2)
-            if status == 200:
-                return
-            last = f"{status} {body[:200]!r}"
-        except OSError as exc:
-            last = repr(exc)
-        time.sleep(0.5)
-    logs = docker("logs", container_id, check=False)
-    pytest.fail(f"serving container not ready after {timeout}s ({last}):\n{logs.stderr[-3000:]}")
-
-
-@pytest.fixture(scope="module")
-def model_dir(mlflow_server: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[ModelVersionInfo, Path]:
-    import mlflow.artifacts
-
-    info = train_and_register(mlflow_server.tracking_uri, "image-test-iris", dataset="iris")
-    dest = tmp_path_factory.mktemp("image-model")
-    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=info.source, dst_path=str(dest)))
-    dest.chmod(0o755)
-    _readable_by_all(local)
-    return info, local
-
-
-@pytest.fixture(scope="module")
-def serving_container(
-    serving_image: BuiltImage, model_dir: tuple[ModelVersionInfo, Path], component_logs: LogSink
-) -> Iterator[ServingContainer]:
-    info, local = model_dir
-    port = free_port()
-    name = f"mlrollout-serving-test-{uuid.uuid4().hex[:8]}"
-    container_id = docker(
-        "run", "--detach", "--name", name,
-        # As in the Deployment the operator writes: read-only root, /tmp the only writable place.
-        "--read-only", "--tmpfs", "/tmp:rw,size=64m",
-        "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
-        "--publish", f"127.0.0.1:{port}:8080",
-        "--volume", f"{local}:/model:ro",
-        "--env", "MLROLLOUT_MODEL_URI=/model",
-        "--env", f"MLROLLOUT_MODEL_NAME={info.name}",
-        "--env", f"MLROLLOUT_MODEL_VERSION={info.version}",
-        "--env", "MLROLLOUT_WORKERS=2",
-        serving_image.tag,
-    ).stdout.strip()  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_ready(container_id, url, timeout=120)
-        yield ServingContainer(container_id=container_id, url=url, model=info)
-    finally:
-        logs = docker("logs", container_id, check=False)
-        component_logs.path("serving-container").write_text(logs.stdout + logs.stderr)
-        docker("rm", "--force", container_id, check=False)
-
-
 def test_serving_image_answers_a_prediction(serving_container: ServingContainer) -> None:
     rows = serving_container.model.sample_rows
     status, body = http("POST", f"{serving_container.url}/invocations", {"dataframe_records": rows})
