@@ -53,7 +53,6 @@ def test_install_has_every_part(install: list[dict[str, Any]]) -> None:
         ("Namespace", NAMESPACE),
         ("CustomResourceDefinition", "modeldeployments.mlrollout.io"),
         ("CustomResourceDefinition", "clusterkopfpeerings.kopf.dev"),
-        ("ClusterKopfPeering", "mlrollout"),
         ("ServiceAccount", SERVICE_ACCOUNT),
         ("ClusterRole", "mlrollout-operator"),
         ("ClusterRoleBinding", "mlrollout-operator"),
@@ -111,16 +110,28 @@ def test_operator_probes_hit_kopfs_liveness_endpoint(install: list[dict[str, Any
 
 
 def test_peering_name_is_the_same_everywhere(install: list[dict[str, Any]]) -> None:
+    pod = find(install, "Deployment", "mlrollout-operator")["spec"]["template"]["spec"]
     container = operator_container(install)
     args = container["args"]
     name = args[args.index("--peering") + 1]
-    env = {e["name"]: e.get("value") for e in container["env"]}
-    assert env["MLROLLOUT_PEERING"] == name
-    find(install, "ClusterKopfPeering", name)
+    (init,) = pod["initContainers"]
+    for c in (container, init):
+        assert {"name": "MLROLLOUT_PEERING", "value": name} in c["env"], c["name"]
     rules = find(install, "ClusterRole", "mlrollout-operator")["rules"]
     named = [r for r in rules if r.get("resourceNames") and "clusterkopfpeerings" in r["resources"]]
     assert named
     assert all(r["resourceNames"] == [name] for r in named)
+
+
+def test_peering_object_is_made_by_the_init_container_not_the_apply(install: list[dict[str, Any]]) -> None:
+    # A custom object in the same apply as its CRD fails on a fresh cluster (kubectl maps every
+    # kind first), so the install ships the CRD and the operator's init container creates the object.
+    assert not [o for o in install if o["kind"] == "ClusterKopfPeering"]
+    pod = find(install, "Deployment", "mlrollout-operator")["spec"]["template"]["spec"]
+    (init,) = pod["initContainers"]
+    assert init["image"] == operator_container(install)["image"]
+    assert init["securityContext"]["readOnlyRootFilesystem"] is True
+    assert "create_cluster_custom_object" in init["command"][-1]
 
 
 def test_operator_image_is_set_by_kustomize(install: list[dict[str, Any]]) -> None:
