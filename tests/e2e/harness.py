@@ -35,10 +35,10 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from support.procs import LogSink, ManagedProcess, free_port
-from support.prometheus import PrometheusServer, ScrapeTarget
+from support.prometheus import ScrapeTarget
 
 LABEL_MD = "mlrollout.io/model-deployment"
 LABEL_TRACK = "mlrollout.io/track"
@@ -157,10 +157,19 @@ class ServingProcess:
         shutil.rmtree(self.metrics_dir, ignore_errors=True)
 
 
+class TargetSink(Protocol):
+    """Where scrape targets go: support.prometheus.PrometheusServer, or the demo's Prometheus."""
+
+    @property
+    def alive(self) -> bool: ...
+
+    def set_targets(self, scrape_targets: Sequence[ScrapeTarget]) -> None: ...
+
+
 class TargetBoard:
     """The scrape targets of every runner sharing one Prometheus (set_targets replaces them all)."""
 
-    def __init__(self, prometheus: PrometheusServer) -> None:
+    def __init__(self, prometheus: TargetSink) -> None:
         self.prometheus = prometheus
         self._by_owner: dict[str, list[ScrapeTarget]] = {}
         self._lock = threading.Lock()

@@ -26,9 +26,14 @@ pytestmark = pytest.mark.e2e
 Rows = tuple[list[dict[str, float]], list[int]]
 
 
-def start_stable(sc: Scenario, models: E2eModels, prometheus_url: str, rows: Rows | None) -> None:
+def start_stable(
+    sc: Scenario, models: E2eModels, prometheus_url: str, rows: Rows | None, *, failure_limit: int = 1
+) -> None:
     """The good version becomes stable, its server runs, and (with rows) load flows."""
-    sc.apply(manifest(sc.name, MODEL, models.good.version, prometheus_url, env=serving_env()))
+    body = manifest(
+        sc.name, MODEL, models.good.version, prometheus_url, env=serving_env(), failure_limit=failure_limit
+    )
+    sc.apply(body)
     sc.wait("first version stable", stable_is(models.good.version))
     sc.runner.wait_ready(["stable"])
     if rows is not None:
@@ -68,7 +73,7 @@ def test_e2e_erroring_canary_is_rolled_back(
     make_scenario: Any, e2e_models: E2eModels, prometheus: Any, rows: Rows
 ) -> None:
     sc = make_scenario("errors")
-    start_stable(sc, e2e_models, prometheus.url, rows)
+    start_stable(sc, e2e_models, prometheus.url, rows, failure_limit=2)
     broken = e2e_models.broken
     sc.set_version(broken)
     sc.wait("broken canary running", canary_is(broken))
@@ -79,7 +84,7 @@ def test_e2e_erroring_canary_is_rolled_back(
 
     record = analysis_of(status, broken)
     assert record["action"] == "Rollback", record
-    assert record["consecutiveFailures"] >= 1
+    assert record["consecutiveFailures"] == 2  # failureLimit: the first failure only held
     errors = record["metrics"]["errorRate"]
     assert errors["verdict"] == "Failed", errors
     assert errors["value"] > 0.5, errors
@@ -175,6 +180,7 @@ def _record_reaction(record: dict[str, Any], status: dict[str, Any], observed_at
         "reaction_seconds_status": None if written is None else round(written - judged, 3),
         "reaction_seconds_observed": round(observed_at - judged, 3),
         "analysis_interval_seconds": 3,
+        "failure_limit": 2,
         "consecutive_failures": record.get("consecutiveFailures"),
     }
     path = Path(out)
