@@ -39,12 +39,22 @@ export GOFLAGS=-mod=mod GOTOOLCHAIN=local CGO_ENABLED=0
 LDFLAGS="-s -w"
 
 need() { [[ " ${missing[*]} " == *" $1 "* ]]; }
+# build DIR OUTPUT PACKAGE: go build inside the wrapper module DIR; stop with the reason on failure.
+build() {
+  log "go build $3"
+  if ! (cd "$1" && go build -trimpath -ldflags "$LDFLAGS" -o "$BIN/$2.tmp" "$3"); then
+    log "FAILED: go build $3 (module $1, see the go output above)"
+    exit 1
+  fi
+  mv "$BIN/$2.tmp" "$BIN/$2"
+}
 
 # --- Kubernetes: a wrapper module that pins every staging module to v0.Y.Z ---
 if need kube-apiserver || need kube-controller-manager || need kube-scheduler; then
   mod="$WORK/kubernetes"; mkdir -p "$mod"
   gomod_file="$(go mod download -json "k8s.io/kubernetes@${K8S_VERSION}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')"
   staging_ver="v0.${K8S_VERSION#v1.}"
+  [[ -n "$gomod_file" && -f "$gomod_file" ]] || { log "cannot download k8s.io/kubernetes@${K8S_VERSION}"; exit 1; }
   {
     echo "module mlrollout.local/k8sbuild"
     echo
@@ -61,8 +71,7 @@ if need kube-apiserver || need kube-controller-manager || need kube-scheduler; t
   echo 'package k8sbuild' > "$mod/doc.go"
   for c in "${K8S_CMDS[@]}"; do
     need "$c" || continue
-    log "go build $c"
-    (cd "$mod" && go build -trimpath -ldflags "$LDFLAGS" -o "$BIN/$c.tmp" "k8s.io/kubernetes/cmd/$c") && mv "$BIN/$c.tmp" "$BIN/$c"
+    build "$mod" "$c" "k8s.io/kubernetes/cmd/$c"
   done
 fi
 
@@ -71,8 +80,7 @@ if need etcd; then
   mod="$WORK/etcd"; mkdir -p "$mod"
   printf 'module mlrollout.local/etcdbuild\n\ngo 1.23\n\nrequire go.etcd.io/etcd/server/v3 %s\n' "$ETCD_VERSION" > "$mod/go.mod"
   echo 'package etcdbuild' > "$mod/doc.go"
-  log "go build etcd"
-  (cd "$mod" && go build -trimpath -ldflags "$LDFLAGS" -o "$BIN/etcd.tmp" go.etcd.io/etcd/server/v3) && mv "$BIN/etcd.tmp" "$BIN/etcd"
+  build "$mod" etcd go.etcd.io/etcd/server/v3
 fi
 
 # --- kwok: fake nodes and pods ---
@@ -80,8 +88,7 @@ if need kwok; then
   mod="$WORK/kwok"; mkdir -p "$mod"
   printf 'module mlrollout.local/kwokbuild\n\ngo 1.23\n\nrequire sigs.k8s.io/kwok %s\n' "$KWOK_VERSION" > "$mod/go.mod"
   echo 'package kwokbuild' > "$mod/doc.go"
-  log "go build kwok"
-  (cd "$mod" && go build -trimpath -ldflags "$LDFLAGS" -o "$BIN/kwok.tmp" sigs.k8s.io/kwok/cmd/kwok) && mv "$BIN/kwok.tmp" "$BIN/kwok"
+  build "$mod" kwok sigs.k8s.io/kwok/cmd/kwok
 fi
 
 for b in "${ALL[@]}"; do [[ -x "$BIN/$b" ]] || { log "missing $b after build"; exit 1; }; done

@@ -31,3 +31,15 @@ def test_registered_version_f1_is_read_back(mlflow_server: object) -> None:
     assert good.source.startswith(("file://", "/")), good.source
     assert len(good.feature_names) == 30
     assert set(good.classes) == {0, 1}
+
+
+def test_tree_models_load_with_only_their_declared_trusted_types(mlflow_server: object) -> None:
+    import mlflow.sklearn
+    import numpy as np
+
+    uri = mlflow_server.tracking_uri  # type: ignore[attr-defined]
+    tree = train_and_register(uri, "foundation-tree", dataset="iris", kind="tree")
+    model = mlflow.sklearn.load_model(tree.model_uri)
+    rows = np.array([[row[name] for name in tree.feature_names] for row in tree.sample_rows])
+    assert set(model.predict(rows)) <= set(tree.classes)
+    assert tree.f1 > 0.8

@@ -11,6 +11,14 @@ Dataset = Literal["breast_cancer", "iris", "wine"]
 Kind = Literal["logreg", "tree"]
 Quality = Literal["good", "poor"]
 
+# Types beyond skops' defaults that each estimator kind needs trusted on load. MLflow 3 saves
+# scikit-learn models with skops and records this list in the MLmodel file, so loaders trust
+# exactly these and nothing else.
+SKOPS_TRUSTED_TYPES: dict[str, list[str]] = {
+    "logreg": [],
+    "tree": ["sklearn.tree._tree.Tree"],
+}
+
 
 @dataclass(frozen=True)
 class ModelVersionInfo:
@@ -91,7 +99,11 @@ def train_and_register(
         mlflow.log_metrics({"f1_score": f1, "accuracy": accuracy})
         signature = infer_signature(x_train.head(5), estimator.predict(x_train.head(5)))
         logged = mlflow.sklearn.log_model(
-            estimator, name="model", signature=signature, registered_model_name=name
+            estimator,
+            name="model",
+            signature=signature,
+            registered_model_name=name,
+            skops_trusted_types=SKOPS_TRUSTED_TYPES[kind] or None,
         )
     versions = client.search_model_versions(f"name='{name}' and run_id='{run.info.run_id}'")
     version = str(max(int(v.version) for v in versions))
