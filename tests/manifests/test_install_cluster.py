@@ -15,7 +15,7 @@ pytestmark = pytest.mark.cluster
 
 AS_OPERATOR = f"--as=system:serviceaccount:{NAMESPACE}:{SERVICE_ACCOUNT}"
 # Not needed by a cluster-wide install (see manifests/base/rbac.yaml).
-NOT_CLUSTER_WIDE = {("", "namespaces"), ("kopf.dev", "kopfpeerings")}
+NOT_CLUSTER_WIDE = {("kopf.dev", "kopfpeerings")}
 CLUSTER_SCOPED = {"customresourcedefinitions", "clusterkopfpeerings", "namespaces"}
 
 
@@ -129,6 +129,7 @@ def test_operator_can_do_everything_it_documents(installed: Any, namespace: str)
         ("deletecollection", "deployments.apps", ["--all-namespaces"]),
         ("create", "namespaces", []),
         ("delete", "namespaces", []),
+        ("patch", "namespaces", []),
         ("get", "nodes", []),
         ("create", "serviceaccounts/token", ["--all-namespaces"]),
         ("create", "clusterrolebindings.rbac.authorization.k8s.io", []),

@@ -142,9 +142,8 @@ def test_cluster_role_covers_what_the_operator_says_it_uses(install: list[dict[s
     rules = find(install, "ClusterRole", "mlrollout-operator")["rules"]
     grants = documented_grants(ROOT / "operator" / "RBAC.md")
     assert len(grants) > 10, "could not read the table in operator/RBAC.md"
-    # Not needed by a cluster-wide install: kopf lists namespaces only for namespace patterns,
-    # and KopfPeering (namespaced) is for --namespace mode.
-    not_cluster_wide = {("", "namespaces"), ("kopf.dev", "kopfpeerings")}
+    # Not needed by a cluster-wide install: KopfPeering (namespaced) is for peering in --namespace mode.
+    not_cluster_wide = {("kopf.dev", "kopfpeerings")}
     missing = [
         g
         for g in grants
