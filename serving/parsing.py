@@ -11,6 +11,7 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,7 @@ JSON_FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 JSON_TYPES = frozenset({"application/json"})
 CSV_TYPES = frozenset({"text/csv"})
 _NUMERIC_CELL = frozenset({int, float, type(None)})
+_LIST_ONLY = frozenset({list})
 _BOOLEAN_CELL = frozenset({bool, type(None)})
 
 Matrix = npt.NDArray[np.float64]
@@ -108,15 +110,21 @@ def rows_to_matrix(rows: Sequence[Any], columns: Sequence[Column], field: str) -
     """Rows of JSON scalars (already in `columns` order) -> float64 matrix; None becomes NaN."""
     width = len(columns)
     has_bool = any(c.is_boolean for c in columns)
-    for r, row in enumerate(rows):
-        if type(row) is not list:
-            raise BadRequest(
-                f"row {r} is a {_json_type(row)}, expected an array of {width} values", field=f"{field}[{r}]"
-            )
-        if len(row) != width:
-            raise SchemaViolation(f"row {r} has {len(row)} values, expected {width}", field=f"{field}[{r}]")
-        # One C-level pass per row; the per-cell walk only runs to explain a failure.
-        if has_bool or not _NUMERIC_CELL.issuperset(map(type, row)):
+    # Whole-table checks in C (set of row types, of row lengths, of cell types); the per-row and
+    # per-cell walks only run to explain a failure.
+    shape_ok = _LIST_ONLY.issuperset(map(type, rows)) and set(map(len, rows)) == {width}
+    cells_ok = shape_ok and not has_bool and _NUMERIC_CELL.issuperset(map(type, chain.from_iterable(rows)))
+    if not cells_ok:
+        for r, row in enumerate(rows):
+            if type(row) is not list:
+                raise BadRequest(
+                    f"row {r} is {_json_type(row)}, expected an array of {width} values",
+                    field=f"{field}[{r}]",
+                )
+            if len(row) != width:
+                raise SchemaViolation(
+                    f"row {r} has {len(row)} values, expected {width}", field=f"{field}[{r}]"
+                )
             _check_cells(row, r, columns, field)
     try:
         matrix = np.array(rows, dtype=np.float64)

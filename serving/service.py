@@ -57,6 +57,7 @@ class Service:
         self.store = store if store is not None else PredictionStore(config.feedback)
         self._batcher = MicroBatcher(model.predict, config.microbatch_max_rows) if config.microbatch else None
         self._class_index = {str(c): i for i, c in enumerate(model.classes or ())}
+        self._class_position = {c: i for i, c in enumerate(model.classes or ())}
         metrics.model_loaded(model.flavor, model.load_seconds)
 
     # ------------------------------------------------------------------ scoring
@@ -83,9 +84,9 @@ class Service:
             values, numbers = np.unique(predictions, return_counts=True)
             counts = {_plain(v): int(n) for v, n in zip(values, numbers, strict=True)}
         self.metrics.scored(counts, len(predictions))
-        if self._class_index:
-            index = self._class_index
-            indices = [index.get(str(p), -1) for p in predictions.tolist()]
+        if self._class_index and len(predictions) <= self.store.limits.max_rows:
+            index = self._class_position
+            indices = [index.get(p, -1) for p in predictions.tolist()]
             self.store.put(request_id, indices)
 
     def invocations(self, body: bytes, content_type: str | None, request_id: str) -> Reply:

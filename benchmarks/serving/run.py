@@ -10,7 +10,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import shutil
 import subprocess
 import sys
@@ -78,19 +77,22 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def hey(url: str, body: Path, clients: int, seconds: float) -> tuple[float, float, float, int]:
-    out = run_hey(url, body, clients, seconds)
-    try:
-        rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-        p50 = float(re.search(r"50% in ([\d.]+) secs", out).group(1)) * 1000  # type: ignore[union-attr]
-        p99 = float(re.search(r"99% in ([\d.]+) secs", out).group(1)) * 1000  # type: ignore[union-attr]
-    except AttributeError:
-        raise RuntimeError(f"unexpected hey output:\n{out}") from None
-    codes = dict(re.findall(r"\[(\d{3})\]\s+(\d+) responses", out))
-    non_2xx = sum(int(n) for c, n in codes.items() if not c.startswith("2"))
-    return rps, p50, p99, non_2xx
+    """req/s, p50 ms, p99 ms and non-2xx count, computed from hey's per-request CSV."""
+    out = run_hey(url, body, clients, seconds, "-o", "csv")
+    rows = [line.split(",") for line in out.splitlines()[1:] if line.strip()]
+    if not rows:
+        raise RuntimeError(f"hey recorded no requests against {url}")
+    latencies = sorted(float(r[0]) * 1000 for r in rows)
+    finished = max(float(r[7]) + float(r[0]) for r in rows)
+    non_2xx = sum(1 for r in rows if not r[6].startswith("2"))
+
+    def percentile(q: float) -> float:
+        return latencies[min(len(latencies) - 1, int(q * len(latencies)))]
+
+    return len(rows) / finished, percentile(0.50), percentile(0.99), non_2xx
 
 
-def run_hey(url: str, body: Path, clients: int, seconds: float) -> str:
+def run_hey(url: str, body: Path, clients: int, seconds: float, *extra: str) -> str:
     return subprocess.run(
         [
             "hey",
@@ -106,6 +108,7 @@ def run_hey(url: str, body: Path, clients: int, seconds: float) -> str:
             f"Authorization: Bearer {API_KEY}",
             "-D",
             str(body),
+            *extra,
             url,
         ],
         capture_output=True,
@@ -128,7 +131,8 @@ def predict(url: str, body: Path) -> Any:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=float, default=8.0, help="duration of each load run")
+    parser.add_argument("--seconds", type=float, default=4.0, help="duration of each load run")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per scenario (median kept)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "RESULTS.md")
     args = parser.parse_args()
     if not shutil.which("hey"):
@@ -157,41 +161,57 @@ def measure(
     servers = server_commands(model, work)
     results: list[Result] = []
     ready: dict[str, float] = {}
+    urls: dict[str, str] = {}
+    procs: list[subprocess.Popen[bytes]] = []
     expected = None
-    for name, (template, ready_path, extra_env, scenarios) in servers.items():
-        port = free_port()
-        argv = [a.replace("{port}", str(port)) for a in template]
-        log = (work / f"{name.split()[0]}.log").open("ab")
-        proc = subprocess.Popen(
-            argv,
-            env={**env, **extra_env, "MLROLLOUT_BIND": f"127.0.0.1:{port}"},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            cwd=str(Path(__file__).parent),
-        )
-        try:
+    try:
+        # Start each server while the others are idle, so start-to-ready is measured alone.
+        for name, (template, ready_path, extra_env, _) in servers.items():
+            port = free_port()
+            argv = [a.replace("{port}", str(port)) for a in template]
+            with (work / f"{len(procs)}.log").open("ab") as log:
+                proc = subprocess.Popen(
+                    argv,
+                    env={**env, **extra_env, "MLROLLOUT_BIND": f"127.0.0.1:{port}"},
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    cwd=str(Path(__file__).parent),
+                )
+            procs.append(proc)
             ready[name] = wait_ready(f"http://127.0.0.1:{port}{ready_path}", proc)
-            url = f"http://127.0.0.1:{port}/invocations"
-            answers = [predict(url, bodies[rows]) for rows in (1, 100)]
-            if expected is None:
-                expected = answers
+            urls[name] = f"http://127.0.0.1:{port}/invocations"
+            answers = [predict(urls[name], bodies[rows]) for rows in (1, 100)]
+            expected = expected or answers
             if answers != expected:
                 raise RuntimeError(f"{name} answered differently from the first server")
-            for rows, clients in scenarios:
-                run_hey(url, bodies[rows], clients, 1.0)  # warm-up
-                rps, p50, p99, bad = hey(url, bodies[rows], clients, args.seconds)
-                results.append(Result(name, rows, clients, rps, p50, p99, bad))
+        # Rounds interleave the servers, so a burst of background load hits all of them alike;
+        # each cell reports its median round.
+        for rows, clients in SCENARIOS:
+            runs: dict[str, list[Result]] = {}
+            for round_no in range(args.rounds):
+                for name, (_, _, _, scenarios) in servers.items():
+                    if (rows, clients) not in scenarios:
+                        continue
+                    if round_no == 0:
+                        run_hey(urls[name], bodies[rows], clients, 1.0)  # warm-up
+                    rps, p50, p99, bad = hey(urls[name], bodies[rows], clients, args.seconds)
+                    runs.setdefault(name, []).append(Result(name, rows, clients, rps, p50, p99, bad))
+            for name, cell in runs.items():
+                median = sorted(cell, key=lambda r: r.rps)[len(cell) // 2]
+                median.non_2xx = sum(r.non_2xx for r in cell)
+                results.append(median)
                 print(
-                    f"{name:34s} rows={rows:3d} clients={clients:2d} {rps:8.1f} req/s "
-                    f"p50 {p50:6.1f} ms p99 {p99:6.1f} ms non-2xx {bad}",
+                    f"{name:36s} rows={rows:3d} clients={clients:2d} {median.rps:8.1f} req/s "
+                    f"p50 {median.p50_ms:6.1f} ms p99 {median.p99_ms:6.1f} ms "
+                    f"(rounds: {', '.join(f'{r.rps:.0f}' for r in cell)})",
                     flush=True,
                 )
-        finally:
+    finally:
+        for proc in procs:
             stop(proc)
-            log.close()
     load_after = os.getloadavg()
-    args.out.write_text(report(results, ready, load_before, load_after, args.seconds, model))
+    args.out.write_text(report(args.rounds, results, ready, load_before, load_after, args.seconds, model))
     print(f"wrote {args.out}")
     return 0
 
@@ -325,6 +345,7 @@ def server_commands(
 
 
 def report(
+    rounds: int,
     results: list[Result],
     ready: dict[str, float],
     before: tuple[float, ...],
@@ -349,8 +370,9 @@ def report(
         "(the machine is shared with other jobs; the load tool runs on the same cores).",
         f"Model: `{model['model_uri']}` (StandardScaler + LogisticRegression on breast_cancer, "
         "30 float columns), registered in a real MLflow server. Load tool: `hey`, "
-        f"{seconds:.0f} s per run after a 1 s warm-up, keep-alive connections, same body and headers "
-        "for every server. Servers run one at a time.",
+        f"{rounds} interleaved rounds of {seconds:.0f} s per server and scenario (median round shown; "
+        "a 1 s warm-up first), keep-alive connections, same body and headers for every server. All servers "
+        "stay up and idle while another is measured; start-to-ready is measured with the others idle.",
         "",
         "mlrollout runs with everything on: signature validation, API-key auth, Prometheus multiprocess "
         "metrics, one access-log line per request, feedback store, micro-batching, verified fast path.",
