@@ -29,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    if not args.verbose:  # kopf logs every handler success at INFO; our decisions are logged anyway
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     import mlrollout.operator.handlers  # noqa: F401  (registers the handlers)
 
     kopf.run(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -110,14 +111,20 @@ async def reconcile(body: kopf.Body, *, raise_invalid: bool) -> float | None:
     namespace, name = meta["namespace"], meta["name"]
     st = rt.state(namespace, name)
     async with st.lock:
+        # Read the object fresh: kopf's body can predate our own last status write (a watch event
+        # in flight), and planning from stale status would repeat decisions.
+        current = await rt.kube.get_model_deployment(namespace, name)
+        if current is None:
+            return None
+        meta = current["metadata"]
         try:
-            spec = parse_spec(body.get("spec") or {})
+            spec = parse_spec(current.get("spec") or {})
         except InvalidSpec as exc:
-            await _report_invalid(rt, body, str(exc))
+            await _report_invalid(rt, body, current, str(exc))
             if raise_invalid:
                 raise kopf.PermanentError(f"invalid spec: {exc}") from exc
             return None
-        status = Status.from_dict(body.get("status"))
+        status = Status.from_dict(current.get("status"))
         now = datetime.now(UTC)
         registry = rt.registries.for_uri(spec.tracking_uri)
         answer: Resolution | RegistryFailure | None = None
@@ -131,7 +138,7 @@ async def reconcile(body: kopf.Body, *, raise_invalid: bool) -> float | None:
             else:
                 answer = await registry.resolve(spec.model, spec.gate.metric)
         deployments, pods = await rt.kube.observe(namespace, name)
-        last_analysis = (body.get("status") or {}).get("lastAnalysis")
+        last_analysis = (current.get("status") or {}).get("lastAnalysis")
         run = await run_if_due(
             namespace,
             name,
@@ -163,7 +170,7 @@ async def reconcile(body: kopf.Body, *, raise_invalid: bool) -> float | None:
 
         await apply_plan(
             rt.kube,
-            body,
+            current,
             spec,
             decided,
             observed=deployments,
@@ -181,8 +188,8 @@ async def reconcile(body: kopf.Body, *, raise_invalid: bool) -> float | None:
         return decided.requeue_after
 
 
-async def _report_invalid(rt: Runtime, body: kopf.Body, message: str) -> None:
-    status = Status.from_dict(body.get("status"))
+async def _report_invalid(rt: Runtime, body: kopf.Body, current: Mapping[str, Any], message: str) -> None:
+    status = Status.from_dict(current.get("status"))
     now = datetime.now(UTC)
     new = status.with_condition(Condition("Ready", "False", "InvalidSpec", message), now)
     if new.condition("Ready") != status.condition("Ready"):

@@ -121,6 +121,17 @@ class Kube:
             if exc.status != 404:  # already gone is the goal
                 raise
 
+    async def get_model_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            obj: dict[str, Any] = await self.custom.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, name
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return obj
+
     async def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
         await self.custom.patch_namespaced_custom_object_status(
             GROUP, VERSION, namespace, PLURAL, name, {"status": dict(status)}, _content_type=_MERGE

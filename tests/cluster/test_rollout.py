@@ -78,7 +78,12 @@ def test_first_version_becomes_stable(running_operator: Operator, kc: Kubectl, m
     assert svc["spec"]["selector"]["mlrollout.io/model-deployment"] == "first"
     assert svc["metadata"]["ownerReferences"][0]["kind"] == "ModelDeployment"
     cols = kc.columns("first")
-    assert cols[1:6] == [MODEL, models.v1.version, "<none>", "0", "Promoted"]
+    assert cols[1:6] == [MODEL, models.v1.version, "", "0", "Promoted"]
+    events = wait_for(
+        "Available event",
+        lambda: (e := kc.events("first")) and any(x.startswith("Available") for x in e) and e,
+    )
+    assert sum(e.startswith("StableDeployed:") for e in events) == 1  # each decision announced once
 
 
 def test_canary_walks_10_50_100_then_promotes_and_undo_restores(
@@ -105,7 +110,7 @@ def test_canary_walks_10_50_100_then_promotes_and_undo_restores(
     st = wait_for("Promoted", phase_is(kc, "walk", "Promoted"))
     assert st["stable"]["version"] == v2
     assert "canary" not in st or st["canary"] is None
-    assert kc.columns("walk")[1:6] == [MODEL, v2, "<none>", "0", "Promoted"]
+    assert kc.columns("walk")[1:6] == [MODEL, v2, "", "0", "Promoted"]
     deps = kc.deployments("walk")
     assert deps[f"v{v1}"]["replicas"] == 0  # kept for instant undo
     assert deps[f"v{v2}"]["track"] == "stable"
@@ -185,7 +190,7 @@ def test_abort_through_the_plugin_rolls_back(running_operator: Operator, kc: Kub
         "servingHash": st["abandoned"]["servingHash"],
     }
     wait_for("stable back to 10", lambda: kc.replicas("abort") == {f"v{models.v1.version}": 10})
-    assert kc.columns("abort")[3:6] == ["<none>", "0", "RolledBack"]
+    assert kc.columns("abort")[3:6] == ["", "0", "RolledBack"]
 
 
 def test_pause_and_resume_through_the_plugin(running_operator: Operator, kc: Kubectl, models: Models) -> None:
