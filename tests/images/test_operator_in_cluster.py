@@ -6,6 +6,7 @@ rendered manifests, so what is tested is what ships."""
 from __future__ import annotations
 
 import base64
+import json
 import time
 import urllib.parse
 import uuid
@@ -147,3 +148,80 @@ def test_operator_image_runs_in_cluster_with_only_the_installed_rbac(
     logs = docker("logs", container_id).stderr
     assert "Forbidden" not in logs
     assert "403" not in logs
+
+
+def shipped_operator(installed: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The operator container of the rendered Deployment and its plain environment."""
+    (deployment,) = [o for o in installed if o["kind"] == "Deployment"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    (defaults,) = [
+        o for o in installed if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "mlrollout-defaults"
+    ]
+    env = {**defaults["data"], **{e["name"]: e["value"] for e in container["env"] if "value" in e}}
+    return container, env
+
+
+def peers(cluster: Any) -> dict[str, int]:
+    out = cluster.kubectl("get", "clusterkopfpeerings.kopf.dev", "mlrollout", "-o", "json").stdout
+    status = json.loads(out).get("status") or {}
+    return {peer: int(info["priority"]) for peer, info in status.items() if isinstance(info, dict)}
+
+
+def test_two_replicas_running_the_shipped_command_elect_one(
+    operator_image: BuiltImage,
+    installed: list[dict[str, Any]],
+    in_cluster: list[str],
+    cluster: Any,
+    component_logs: LogSink,
+) -> None:
+    container, env = shipped_operator(installed)
+    create = cluster.kubectl("create", "-f", "-", input=PEERING_OBJECT, check=False)
+    assert create.returncode == 0 or "AlreadyExists" in create.stderr, create.stderr
+    replicas: list[tuple[str, str, str]] = []  # (container id, POD_ID, liveness URL)
+    try:
+        for i in range(2):
+            pod_id = f"mlrollout-operator-ha-{i}-{uuid.uuid4().hex[:6]}"
+            port = free_port()  # host network: each replica needs its own liveness port
+            replica_env = {**env, "MLROLLOUT_LIVENESS": f"http://127.0.0.1:{port}/healthz", "POD_ID": pod_id}
+            env_args = [arg for k, v in replica_env.items() for arg in ("--env", f"{k}={v}")]
+            entry, *command_args = container["command"]
+            container_id = docker(
+                "run", "--detach", "--name", pod_id, *in_cluster, *env_args, "--entrypoint", entry,
+                operator_image.tag, *command_args, *container["args"],
+            ).stdout.strip()  # fmt: skip
+            replicas.append((container_id, pod_id, f"http://127.0.0.1:{port}/healthz"))
+
+        for container_id, _, healthz in replicas:
+            wait_until("the liveness endpoint", lambda url=healthz: _healthy(url), container_id)
+        ids = {pod_id for _, pod_id, _ in replicas}
+
+        def both_registered() -> dict[str, int]:
+            seen = {p: prio for p, prio in peers(cluster).items() if p in ids}
+            return seen if len(seen) == 2 else {}
+
+        priorities = wait_until("both replicas in the peering object", both_registered, replicas[0][0])
+        assert len(set(priorities.values())) == 2, f"equal priorities freeze both replicas: {priorities}"
+        standby = min(priorities, key=lambda p: priorities[p])
+        active = max(priorities, key=lambda p: priorities[p])
+        by_id = {pod_id: container_id for container_id, pod_id, _ in replicas}
+
+        def paused() -> bool:
+            return "Pausing operations in favour of" in docker("logs", by_id[standby]).stderr
+
+        wait_until("the lower-priority replica to stand by", paused, by_id[standby])
+        assert "Pausing operations" not in docker("logs", by_id[active]).stderr
+    finally:
+        for container_id, pod_id, _ in replicas:
+            logs = docker("logs", container_id, check=False)
+            component_logs.path(pod_id).write_text(logs.stdout + logs.stderr)
+            docker("rm", "--force", container_id, check=False)
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return http("GET", url, timeout=2)[0] == 200
+    except OSError:
+        return False
+
+
+PEERING_OBJECT = "apiVersion: kopf.dev/v1\nkind: ClusterKopfPeering\nmetadata:\n  name: mlrollout\n"

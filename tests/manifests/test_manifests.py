@@ -112,8 +112,9 @@ def test_operator_probes_hit_kopfs_liveness_endpoint(install: list[dict[str, Any
 def test_peering_name_is_the_same_everywhere(install: list[dict[str, Any]]) -> None:
     pod = find(install, "Deployment", "mlrollout-operator")["spec"]["template"]["spec"]
     container = operator_container(install)
-    args = container["args"]
-    name = args[args.index("--peering") + 1]
+    (script,) = container["args"]
+    assert '--peering "$MLROLLOUT_PEERING"' in script
+    name = "mlrollout"
     (init,) = pod["initContainers"]
     for c in (container, init):
         assert {"name": "MLROLLOUT_PEERING", "value": name} in c["env"], c["name"]
@@ -132,6 +133,15 @@ def test_peering_object_is_made_by_the_init_container_not_the_apply(install: lis
     assert init["image"] == operator_container(install)["image"]
     assert init["securityContext"]["readOnlyRootFilesystem"] is True
     assert "create_cluster_custom_object" in init["command"][-1]
+
+
+def test_each_replica_draws_its_own_peering_priority(install: list[dict[str, Any]]) -> None:
+    container = operator_container(install)
+    assert container["command"] == ["sh", "-c"]
+    (script,) = container["args"]
+    assert script.startswith("exec kopf run --all-namespaces ")
+    assert '--priority "$(od -An -N3 -tu4 /dev/urandom' in script
+    assert "-m mlrollout.operator.handlers" in script
 
 
 def test_operator_image_is_set_by_kustomize(install: list[dict[str, Any]]) -> None:
