@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -273,15 +275,25 @@ def walkthrough(cluster: LocalCluster, uri: str, prom: DemoPrometheus) -> None:
     kube.run("create", "namespace", NAMESPACE)
 
     say("Training and registering four versions of one model in MLflow (scikit-learn, breast cancer data)")
-    good = train_and_register(uri, MODEL, kind="logreg", seed=0)
-    poor = train_and_register(uri, MODEL, quality="poor", seed=3)
-    better = train_and_register(uri, MODEL, kind="logreg", seed=1)
-    broken = register_broken(uri, MODEL)
+    DEMO_DIR.mkdir(parents=True, exist_ok=True)
+    register_log = DEMO_DIR / "register.log"
+    with (
+        register_log.open("a") as quiet,
+        contextlib.redirect_stdout(quiet),
+        contextlib.redirect_stderr(quiet),
+        warnings.catch_warnings(),
+    ):
+        warnings.simplefilter("ignore")
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
+        good = train_and_register(uri, MODEL, kind="logreg", seed=0)
+        poor = train_and_register(uri, MODEL, quality="poor", seed=3)
+        better = train_and_register(uri, MODEL, kind="logreg", seed=1)
+        broken = register_broken(uri, MODEL)
     explain(f"""
         v{good.version}: logistic regression, offline F1 {good.f1:.3f}
         v{poor.version}: trained on shuffled labels, offline F1 {poor.f1:.3f}
         v{better.version}: logistic regression (another split), offline F1 {better.f1:.3f}
-        v{broken.version}: scores well offline (F1 0.95 logged) but its predict() crashes: every call is a 500
+        v{broken}: scores well offline (F1 0.95 logged) but its predict() crashes: every call is a 500
     """)
 
     rows, labels = dataset_rows("breast_cancer", 200)
@@ -295,6 +307,7 @@ def walkthrough(cluster: LocalCluster, uri: str, prom: DemoPrometheus) -> None:
         interval="5s",
         window="15s",
         min_samples=20,
+        failure_limit=2,
         env=serving_env(),
     )
     with sc:
@@ -324,18 +337,20 @@ def walkthrough(cluster: LocalCluster, uri: str, prom: DemoPrometheus) -> None:
         watch(sc, "canary promoted", stable_is(better.version))
         status = sc.status()
         explain(f"""
+            The first analysis can find no canary data yet (its server was just starting): Inconclusive,
+            and the rollout holds rather than pass on no data.
             Canary at 50% of replicas, then live analysis on Prometheus every 5s, canary against stable:
             {analysis_table(status, better.version)}
             Every metric passed with enough samples: on to 100%, and v{better.version} was promoted.
         """)
 
-        say(f"Automatic rollback: asking for v{broken.version}, which fails only when it serves")
-        sc.set_version(broken.version)
+        say(f"Automatic rollback: asking for v{broken}, which fails only when it serves")
+        sc.set_version(broken)
         status = watch(sc, "rollback", lambda s: s if s.get("phase") == "RolledBack" else None)
         explain(f"""
-            {analysis_table(status, broken.version)}
-            The canary's error rate broke its limit, failureLimit was reached, and the operator set the canary
-            weight to 0 and removed it; v{better.version} stays stable. Decisions are Events too:
+            {analysis_table(status, broken)}
+            Its error rate broke the limit on two analyses in a row (failureLimit 2): the operator set
+            the canary weight to 0 and removed it; v{better.version} stays stable. Decisions are Events too:
         """)
         for event in sc.events()[-8:]:
             print(f"      {event}")

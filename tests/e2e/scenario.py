@@ -144,7 +144,8 @@ class Scenario:
         out = self.kube.json(
             "get", "events", "-n", self.namespace, "--field-selector", f"involvedObject.name={self.name}"
         )
-        return [f"{e.get('reason')}: {e.get('message')}" for e in out["items"]]
+        items = sorted(out["items"], key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
+        return [f"{e.get('reason')}: {e.get('message')}" for e in items]
 
     def wait(
         self,
