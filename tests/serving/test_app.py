@@ -94,3 +94,36 @@ def test_single_process_metrics_page_has_live_f1() -> None:
     # One right, one wrong: class 1 has F1 2/3, class 0 has F1 0, macro 1/3.
     assert 'mlrollout_live_f1{model="thr",model_version="2",track="stable"} 0.333' in page
     assert 'mlrollout_live_f1_samples{model="thr",model_version="2",track="stable"} 2.0' in page
+
+
+def test_scoring_path_limits_and_methods() -> None:
+    import io
+
+    from mlrollout.serving.parsing import Limits
+
+    app = create_app(
+        model(), ServingConfig(limits=Limits(max_body_bytes=200)), ApiKeys((b"k",)), CollectorRegistry()
+    )
+    client = app.test_client()
+    auth = {"Authorization": "Bearer k"}
+    big = client.post("/invocations", data=b"x" * 201, headers=auth, content_type="application/json")
+    assert big.status_code == 413
+    assert big.json["error"]["field"] == "body"
+    chunked = app.test_client().post(
+        "/invocations",
+        input_stream=io.BytesIO(b"[" * 300),
+        headers={**auth, "Transfer-Encoding": "chunked"},
+        content_type="application/json",
+    )
+    assert chunked.status_code == 413
+    wrong_method = client.get("/feedback", headers=auth)
+    assert wrong_method.status_code == 405
+    assert wrong_method.json["error"]["message"] == "GET is not allowed on /feedback; use POST"
+    assert client.post(
+        "/v2/models/thr/versions/2/infer",
+        headers=auth,
+        json={"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP64", "data": [0.9, 0]}]},
+    ).json["outputs"][0]["data"] == [1]
+    unknown = client.post("/v2/models/thr/versions/2/extra/infer", headers=auth, json={})
+    assert unknown.status_code == 404
+    assert unknown.headers["X-Model-Name"] == "thr"
