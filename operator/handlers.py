@@ -26,7 +26,7 @@ from mlrollout.operator.children import LABEL_MD
 from mlrollout.operator.kube import Kube
 from mlrollout.operator.model import AnalysisResult, Condition, Observed, RegistryFailure, Resolution, Status
 from mlrollout.operator.planner import Event, needs_resolution, plan
-from mlrollout.operator.registry import RegistryPool, configure_client_defaults
+from mlrollout.operator.registry import RegistryPool
 from mlrollout.operator.spec import GROUP, PLURAL, VERSION, InvalidSpec, parse_spec
 
 log = logging.getLogger("mlrollout.operator")
@@ -79,7 +79,6 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.level = logging.WARNING  # our own Events carry the decisions
     settings.watching.server_timeout = 300
     settings.batching.worker_limit = int(os.environ.get("MLROLLOUT_WORKERS", "200"))
-    configure_client_defaults()
     try:
         config.load_incluster_config()  # type: ignore[no-untyped-call]
     except config.ConfigException:
@@ -95,6 +94,7 @@ async def close_clients(**_: Any) -> None:
     if _Process.runtime is not None:
         for client_ in _Process.runtime.prometheus.values():
             await client_.close()
+        await _Process.runtime.registries.close()
 
 
 def _post(body: kopf.Body) -> Any:

@@ -1,20 +1,25 @@
 """MLflow registry adapter: resolve spec.model to an exact version and its immutable artifact URI,
 read the gate metric from the version's source run, and tag versions with rollout outcomes.
 
-Errors are classified for the planner: an unreachable server is temporary (retry, serving frozen);
-a missing model/version/alias is permanent (a condition until the spec changes).
+Speaks MLflow's REST API directly with aiohttp: the operator stays fully async and never imports
+the mlflow client (its import alone costs seconds and hundreds of MB). Errors are classified for
+the planner: an unreachable server is temporary (retry, serving frozen); a missing
+model/version/alias is permanent (a condition until the spec changes).
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
+import time
+from collections.abc import Mapping
 from typing import Any, Protocol
 
+import aiohttp
 from mlrollout.operator.model import RegistryFailure, Resolution
 from mlrollout.operator.spec import ModelRef
 
 _NOT_FOUND_CODES = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"}
+VERSION_CACHE_SECONDS = 300.0  # an exact version's source and run metrics do not change
 
 
 class Registry(Protocol):
@@ -23,57 +28,126 @@ class Registry(Protocol):
     async def tag(self, name: str, version: str, key: str, value: str) -> None: ...
 
 
-def configure_client_defaults() -> None:
-    """Fail fast instead of MLflow's default minutes of retries: the operator retries on its own."""
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+class RegistryError(Exception):
+    def __init__(self, message: str, *, status: int | None = None, code: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
 
 
-def classify(exc: BaseException, tracking_uri: str, ref: ModelRef) -> RegistryFailure:
-    """Map an MLflow client error to a temporary or permanent failure with a readable message."""
-    code = str(getattr(exc, "error_code", "") or "")
+def classify(exc: RegistryError, tracking_uri: str, ref: ModelRef) -> RegistryFailure:
+    """Map a registry error to a temporary or permanent failure with a readable message."""
     what = f"{ref.name} version {ref.version}" if ref.version else f"{ref.name} alias {ref.alias!r}"
-    if code in _NOT_FOUND_CODES:
+    if exc.code in _NOT_FOUND_CODES or exc.status == 404:
         return RegistryFailure(False, "ModelVersionNotFound", f"MLflow at {tracking_uri} has no {what}")
-    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return RegistryFailure(
-        True, "RegistryUnreachable", f"MLflow at {tracking_uri} unreachable: {first_line[:300]}"
-    )
+    if exc.status in (401, 403):
+        return RegistryFailure(False, "RegistryForbidden", f"MLflow at {tracking_uri} refused access: {exc}")
+    return RegistryFailure(True, "RegistryUnreachable", f"MLflow at {tracking_uri} unreachable: {exc}")
+
+
+def _auth_headers() -> dict[str, str]:
+    """The same credentials the mlflow client reads from its environment."""
+    token = os.environ.get("MLFLOW_TRACKING_TOKEN")
+    if token:
+        return {"Authorization": f"Bearer {token}"}
+    user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    if user and password:
+        return {"Authorization": aiohttp.BasicAuth(user, password).encode()}
+    return {}
 
 
 class MlflowRegistry:
-    """The real registry over mlflow-skinny's client (blocking calls run in a worker thread)."""
+    """The MLflow tracking server's REST API (`/api/2.0/mlflow/...`)."""
 
-    def __init__(self, tracking_uri: str) -> None:
-        configure_client_defaults()
-        from mlflow.tracking import MlflowClient
+    def __init__(self, tracking_uri: str, *, timeout_seconds: float = 5.0) -> None:
+        self.tracking_uri = tracking_uri.rstrip("/")
+        self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
+        self._session: aiohttp.ClientSession | None = None
+        self._versions: dict[tuple[str, str, str], tuple[float, Resolution]] = {}
 
-        self.tracking_uri = tracking_uri
-        self._client: Any = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=self._timeout, headers=_auth_headers())
+        return self._session
 
-    def _resolve(self, ref: ModelRef, metric: str) -> Resolution:
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        url = f"{self.tracking_uri}/api/2.0/mlflow/{path}"
+        try:
+            async with self._http().request(method, url, params=params, json=body) as resp:
+                try:
+                    payload: Any = await resp.json(content_type=None)
+                except ValueError:
+                    payload = None
+                if resp.status >= 400:
+                    data = payload if isinstance(payload, dict) else {}
+                    raise RegistryError(
+                        f"HTTP {resp.status} {data.get('message') or resp.reason}",
+                        status=resp.status,
+                        code=str(data.get("error_code") or ""),
+                    )
+                if not isinstance(payload, dict):
+                    raise RegistryError(f"{path}: not a JSON object")
+                return payload
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise RegistryError(f"{type(exc).__name__}: {exc}"[:300]) from exc
+
+    async def _resolve(self, ref: ModelRef, metric: str) -> Resolution:
         if ref.version is not None:
-            mv = self._client.get_model_version(ref.name, ref.version)
+            cached = self._versions.get((ref.name, ref.version, metric))
+            if cached and time.monotonic() - cached[0] < VERSION_CACHE_SECONDS:
+                return cached[1]
+            mv = await self._call(
+                "GET", "model-versions/get", params={"name": ref.name, "version": ref.version}
+            )
         else:
-            mv = self._client.get_model_version_by_alias(ref.name, ref.alias)
-        version = str(mv.version)
+            assert ref.alias is not None
+            mv = await self._call(
+                "GET", "registered-models/alias", params={"name": ref.name, "alias": ref.alias}
+            )
+        version_info = mv.get("model_version") or {}
+        version = str(version_info.get("version") or "")
+        if not version:
+            raise RegistryError("model version answer has no version", code="RESOURCE_DOES_NOT_EXIST")
         # The artifact location, never `models:/name@alias`: pods must load exactly this version.
-        uri = str(self._client.get_model_version_download_uri(ref.name, version))
+        uri = await self._call(
+            "GET", "model-versions/get-download-uri", params={"name": ref.name, "version": version}
+        )
+        run_id = str(version_info.get("run_id") or "") or None
         value: float | None = None
-        if mv.run_id:
-            metrics = self._client.get_run(mv.run_id).data.metrics
-            raw = metrics.get(metric)
-            value = float(raw) if raw is not None else None
-        return Resolution(version=version, model_uri=uri, run_id=mv.run_id or None, gate_value=value)
+        if run_id:
+            run = await self._call("GET", "runs/get", params={"run_id": run_id})
+            for m in ((run.get("run") or {}).get("data") or {}).get("metrics") or []:
+                if m.get("key") == metric:
+                    value = float(m["value"])
+        resolution = Resolution(
+            version=version, model_uri=str(uri.get("artifact_uri") or ""), run_id=run_id, gate_value=value
+        )
+        self._versions[(ref.name, version, metric)] = (time.monotonic(), resolution)
+        return resolution
 
     async def resolve(self, ref: ModelRef, metric: str) -> Resolution | RegistryFailure:
         try:
-            return await asyncio.to_thread(self._resolve, ref, metric)
-        except Exception as exc:  # every client failure becomes a classified condition
+            return await self._resolve(ref, metric)
+        except RegistryError as exc:
             return classify(exc, self.tracking_uri, ref)
 
     async def tag(self, name: str, version: str, key: str, value: str) -> None:
-        await asyncio.to_thread(self._client.set_model_version_tag, name, version, key, value)
+        await self._call(
+            "POST",
+            "model-versions/set-tag",
+            body={"name": name, "version": version, "key": key, "value": value},
+        )
 
 
 class RegistryPool:
@@ -90,3 +164,7 @@ class RegistryPool:
         if uri not in self._clients:
             self._clients[uri] = MlflowRegistry(uri)
         return self._clients[uri]
+
+    async def close(self) -> None:
+        for c in self._clients.values():
+            await c.close()
