@@ -404,3 +404,34 @@ def test_feedback_from_any_worker_feeds_live_f1(
     assert f1 == pytest.approx(f1_score(act, pred, average="macro"))
     assert 0 < f1 < 1
     assert total(samples, "mlrollout_live_f1_samples", track="canary") == confusion_total
+
+
+def test_counts_survive_a_worker_crash(server: RunningServer) -> None:
+    """A worker killed mid-life is replaced; what it counted stays in the aggregated totals."""
+    import os
+    import signal
+    import time
+    from pathlib import Path
+
+    def workers() -> set[int]:
+        children = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children").read_text()
+        return {int(p) for p in children.split()}
+
+    body = {"dataframe_split": rows_split(server)}
+    for _ in range(30):
+        assert server.post("/invocations", json=body).status_code == 200
+    before = scrape(server)
+    ok = {"endpoint": "invocations", "status": "200"}
+    counted = total(before, "mlrollout_requests_total", **ok)
+    original = workers()
+    victim = min(original)
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while not (len(workers()) == WORKERS and victim not in workers()):
+        assert time.monotonic() < deadline, "gunicorn did not replace the killed worker"
+        time.sleep(0.1)
+    server.process.wait_http(server.url + "/readyz", timeout=60)
+    after = scrape(server)
+    assert total(after, "mlrollout_requests_total", **ok) == counted
+    assert server.post("/invocations", json=body).status_code == 200
+    assert total(scrape(server), "mlrollout_requests_total", **ok) == counted + 1
