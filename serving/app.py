@@ -344,7 +344,3 @@ def _load_in_background(state: ServerState, loader: Callable[[], LoadedModel]) -
     except Exception as exc:
         state.load_error = f"model failed to load: {exc}"
         log.exception("model failed to load")
-
-
-def app_state(app: Flask) -> Any:
-    return app.extensions["mlrollout"]

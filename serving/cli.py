@@ -77,7 +77,8 @@ class _Application(_application_base()):  # type: ignore[misc]
 
     def load_config(self) -> None:
         for key, value in self._options.items():
-            if value is not None:
+            # Settings newer than the installed gunicorn (e.g. control_socket_disable) are skipped.
+            if value is not None and key in self.cfg.settings:
                 self.cfg.set(key, value)
 
     def load(self) -> Any:

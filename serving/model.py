@@ -46,10 +46,10 @@ class PyfuncPredictor:
     def predict(self, x: Matrix) -> npt.NDArray[Any]:
         import pandas as pd
 
-        frame = pd.DataFrame(x, columns=list(self.columns))
-        result = self.pyfunc_model.predict(frame)
-        values = result.to_numpy() if hasattr(result, "to_numpy") else np.asarray(result)
-        return np.asarray(values).reshape(len(frame), -1)[:, 0] if values.ndim > 1 else values
+        result = self.pyfunc_model.predict(pd.DataFrame(x, columns=list(self.columns)))
+        values = np.asarray(result.to_numpy() if hasattr(result, "to_numpy") else result)
+        # A one-column frame of predictions is still one prediction per row.
+        return values[:, 0] if values.ndim == 2 and values.shape[1] == 1 else values
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,12 @@ def test_pickle_artifacts_are_refused_by_default(saved_models: dict[str, Path]) 
         load_model(str(saved_models["pickle"]))
 
 
+def test_pickle_artifacts_load_through_pyfunc_when_allowed(saved_models: dict[str, Path]) -> None:
+    model = load_model(str(saved_models["pickle"]), allow_pickle=True)
+    assert model.flavor == "pyfunc"
+    assert model.predict(np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]])).tolist() == [0, 2]
+
+
 def test_missing_model_dir_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match="no MLmodel file"):
         load_model(str(tmp_path))
