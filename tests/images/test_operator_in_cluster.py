@@ -172,6 +172,7 @@ def test_two_replicas_running_the_shipped_command_elect_one(
     installed: list[dict[str, Any]],
     in_cluster: list[str],
     cluster: Any,
+    namespace: str,
     component_logs: LogSink,
 ) -> None:
     container, env = shipped_operator(installed)
@@ -201,15 +202,26 @@ def test_two_replicas_running_the_shipped_command_elect_one(
 
         priorities = wait_until("both replicas in the peering object", both_registered, replicas[0][0])
         assert len(set(priorities.values())) == 2, f"equal priorities freeze both replicas: {priorities}"
-        standby = min(priorities, key=lambda p: priorities[p])
         active = max(priorities, key=lambda p: priorities[p])
+        standby = min(priorities, key=lambda p: priorities[p])
         by_id = {pod_id: container_id for container_id, pod_id, _ in replicas}
 
-        def paused() -> bool:
-            return "Pausing operations in favour of" in docker("logs", by_id[standby]).stderr
+        # Exactly the higher-priority replica acts on a new ModelDeployment.
+        example = yaml.safe_load((ROOT / "examples" / "modeldeployment-minimal.yaml").read_text())
+        example["metadata"]["namespace"] = namespace
+        cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(example))
+        ref = f"{namespace}/{example['metadata']['name']}"
+        try:
 
-        wait_until("the lower-priority replica to stand by", paused, by_id[standby])
-        assert "Pausing operations" not in docker("logs", by_id[active]).stderr
+            def active_handled() -> bool:
+                return ref in docker("logs", by_id[active]).stderr
+
+            wait_until(f"the active replica to handle {ref}", active_handled, by_id[active])
+        finally:
+            cluster.kubectl(
+                "-n", namespace, "delete", "md", example["metadata"]["name"], "--timeout=60s", check=False
+            )
+        assert ref not in docker("logs", by_id[standby]).stderr
     finally:
         for container_id, pod_id, _ in replicas:
             logs = docker("logs", container_id, check=False)
