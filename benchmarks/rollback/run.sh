@@ -6,10 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 out="$PWD/benchmarks/rollback/results.json"
 rm -f "$out"
-test_id="tests/e2e/test_canary_analysis.py::test_e2e_erroring_canary_is_rolled_back"
-ids=()
-for _ in $(seq "${RUNS:-3}"); do ids+=("$test_id"); done
-MLROLLOUT_ROLLBACK_RESULTS="$out" .venv/bin/pytest -q -p no:cacheprovider --keep-duplicates "${ids[@]}"
+MLROLLOUT_ROLLBACK_RUNS="${RUNS:-3}" MLROLLOUT_ROLLBACK_RESULTS="$out" .venv/bin/pytest -q -p no:cacheprovider \
+  tests/e2e/test_canary_analysis.py -k erroring
 .venv/bin/python - "$out" <<'PY'
 import json, statistics, sys
 runs = json.load(open(sys.argv[1]))

@@ -69,8 +69,10 @@ def test_e2e_good_canary_is_promoted(
     assert any(e.startswith("AnalysisPassed") for e in sc.events())
 
 
+# benchmarks/rollback/run.sh repeats this scenario to measure the rollback reaction time.
+@pytest.mark.parametrize("attempt", range(int(os.environ.get("MLROLLOUT_ROLLBACK_RUNS", "1"))))
 def test_e2e_erroring_canary_is_rolled_back(
-    make_scenario: Any, e2e_models: E2eModels, prometheus: Any, rows: Rows
+    make_scenario: Any, e2e_models: E2eModels, prometheus: Any, rows: Rows, attempt: int
 ) -> None:
     sc = make_scenario("errors")
     start_stable(sc, e2e_models, prometheus.url, rows, failure_limit=2)
