@@ -128,12 +128,17 @@ def test_tritonclient_gets_correct_predictions(
     assert client.is_model_ready(name)
     assert client.get_model_metadata(name, headers=headers)["versions"] == [server.model.version]
     data = np.array(rows_split(server)["data"], dtype=np.float32)
+    requested = [
+        [httpclient.InferRequestedOutput("predictions", binary_data=False)],
+        [httpclient.InferRequestedOutput("predictions")],  # asks for binary output; JSON comes back
+        None,
+    ]
     for binary in (False, True):
-        tensor = httpclient.InferInput("input-0", list(data.shape), "FP32")
-        tensor.set_data_from_numpy(data, binary_data=binary)
-        output = httpclient.InferRequestedOutput("predictions", binary_data=False)
-        result = client.infer(name, [tensor], outputs=[output], headers=headers)
-        assert result.as_numpy("predictions").tolist() == expected_predictions, f"binary={binary}"
+        for outputs in requested:
+            tensor = httpclient.InferInput("input-0", list(data.shape), "FP32")
+            tensor.set_data_from_numpy(data, binary_data=binary)
+            result = client.infer(name, [tensor], outputs=outputs, headers=headers)
+            assert result.as_numpy("predictions").tolist() == expected_predictions, (binary, outputs)
     client.close()
 
 
