@@ -357,8 +357,9 @@ def walkthrough(cluster: LocalCluster, uri: str, prom: DemoPrometheus) -> None:
         if sc.load is not None:
             stats = sc.load.stats
             explain(f"""
-                Traffic sent: stable {stats.total("stable")} requests, canary {stats.total("canary")}
-                (of which {stats.errors("canary")} answered 5xx); feedback labels {dict(stats.feedback)}.
+                Traffic over the whole walkthrough: stable {stats.total("stable")} requests,
+                canary {stats.total("canary")} (of which {stats.errors("canary")} answered 5xx);
+                feedback labels {dict(stats.feedback)}.
             """)
     say("Walkthrough done; the serving processes stood in for pods only while it ran and are stopped.")
 
