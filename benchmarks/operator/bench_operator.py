@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "hack"))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from cluster.helpers import NodeLeaseHeartbeat  # noqa: E402
 from local_cluster import LocalCluster  # noqa: E402
 from support.procs import free_port  # noqa: E402
 
@@ -250,7 +251,7 @@ async def run(
             )
             await asyncio.sleep(1 / rate)
         t_settled2 = await phases(
-            names, lambda s: s.get("phase") == "Paused" and s.get("currentStepIndex") == 1, timeout=600
+            names, lambda s: s.get("phase") == "Paused" and s.get("currentStepIndex") == 1, limit_s=600
         )
         canary_lat = [seen[f"{n}-v2-{_hash()}"] - patched[n] for n in names if f"{n}-v2-{_hash()}" in seen]
         return {
@@ -275,6 +276,24 @@ async def run(
         await api.close()
 
 
+class _Kubectl:
+    def __init__(self, kubeconfig: Path) -> None:
+        self.env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["kubectl", *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            env=self.env,
+            check=check,
+            timeout=60,
+        )
+
+
 def _hash() -> str:
     from mlrollout.operator.spec import parse_spec
 
@@ -297,6 +316,8 @@ def main() -> int:
         cluster = LocalCluster(state=work / "cluster", nodes=3)
         cluster.up()
         kubeconfig = cluster.kubeconfig
+    beat = NodeLeaseHeartbeat(_Kubectl(kubeconfig))  # keeps kwok nodes (and so pods) Ready
+    beat.start()
     mlflow, uri = start_mlflow(work)
     try:
         register_versions(uri)
@@ -307,6 +328,7 @@ def main() -> int:
             stop_operator(operator, env)
         print(json.dumps(result, indent=2))
     finally:
+        beat.stop()
         mlflow.terminate()
         if cluster is not None:
             cluster.down()
