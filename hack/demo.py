@@ -326,7 +326,9 @@ def walkthrough(cluster: LocalCluster, uri: str, prom: DemoPrometheus) -> None:
         say(f"Gate rejection: asking for v{poor.version} (offline F1 {poor.f1:.3f})")
         sc.set_version(poor.version)
         status = watch(sc, "gate decision", lambda s: s if s.get("phase") == "Rejected" else None)
-        gate = next((c for c in status.get("conditions") or [] if c.get("type") == "GatePassed"), {})
+        gate: dict[str, Any] = next(
+            (c for c in status.get("conditions") or [] if c.get("type") == "GatePassed"), {}
+        )
         explain(f"""
             Rejected before anything touched serving: {gate.get("message", status.get("message"))}
             v{good.version} keeps serving all traffic.
