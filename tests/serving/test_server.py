@@ -440,3 +440,35 @@ def test_counts_survive_a_worker_crash(server: RunningServer) -> None:
     assert total(after, "mlrollout_requests_total", **ok) == counted
     assert server.post("/invocations", json=body).status_code == 200
     assert total(scrape(server), "mlrollout_requests_total", **ok) == counted + 1
+
+
+def test_concurrent_requests_each_get_their_own_prediction(
+    server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many clients at once (so workers micro-batch them): every answer matches MLflow's for that row."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import mlflow.pyfunc
+    from support.mlflow_models import load_dataset
+
+    frame, _, names = load_dataset("breast_cancer")
+    monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "true")  # for MLflow's own loader, here
+    oracle = mlflow.pyfunc.load_model(server.model.model_uri)
+    expected = [int(v) for v in oracle.predict(frame[names])]
+    assert 0 < sum(expected) < len(expected)  # both classes occur, so a mix-up would show
+    rows = frame[names].to_numpy().tolist()
+    session_auth = {"Authorization": f"Bearer {API_KEY}"}
+
+    def score(i: int) -> tuple[int, list[int]]:
+        response = requests.post(
+            server.url + "/invocations",
+            json={"dataframe_split": {"columns": names, "data": [rows[i]]}},
+            headers=session_auth,
+            timeout=30,
+        )
+        assert response.status_code == 200, response.text
+        return i, response.json()["predictions"]
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        answers = dict(pool.map(score, range(len(rows))))
+    assert [answers[i][0] for i in range(len(rows))] == expected
