@@ -40,7 +40,13 @@ command -v debootstrap >/dev/null || { log "debootstrap not found (apt-get insta
 
 mkdir -p "$CACHE_ROOT"
 ROOTFS="$(mktemp -d "$CACHE_ROOT/rootfs.XXXXXX")"
-trap 'rm -rf "$ROOTFS"' EXIT
+cleanup() {
+  # debootstrap mounts proc/sys inside the chroot and may leave them behind when it fails:
+  # unmount first, and never let rm cross into another filesystem.
+  for m in dev/pts sys proc; do umount "$ROOTFS/$m" 2>/dev/null || true; done
+  rm -rf --one-file-system "$ROOTFS"
+}
+trap cleanup EXIT
 
 log "debootstrap $SUITE ($PACKAGES) from $MIRROR into $ROOTFS"
 debootstrap --variant=minbase --include="$PACKAGES" "$SUITE" "$ROOTFS" "$MIRROR" >&2
@@ -51,8 +57,8 @@ cp "$HOST_CA" "$ROOTFS/etc/ssl/certs/ca-certificates.crt"
 rm -rf "$ROOTFS"/var/cache/apt/archives/*.deb "$ROOTFS"/var/lib/apt/lists/* \
   "$ROOTFS"/usr/share/doc/* "$ROOTFS"/usr/share/man/* "$ROOTFS"/usr/share/info/* \
   "$ROOTFS"/var/log/*.log "$ROOTFS"/var/cache/debconf/*-old
-# A container has no mounts of its own at build time: debootstrap may leave these mounted.
-for m in proc sys dev/pts; do umount "$ROOTFS/$m" 2>/dev/null || true; done
+# Nothing mounted may end up in the image.
+for m in dev/pts sys proc; do umount "$ROOTFS/$m" 2>/dev/null || true; done
 
 log "importing as $TAG"
 tar --numeric-owner -C "$ROOTFS" -c . | docker import \

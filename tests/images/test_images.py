@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
+from pathlib import Path
 
 import pytest
 from images.image_support import ROOT, BuiltImage, ServingContainer, docker, http, needs_complete_wheel
@@ -82,6 +84,26 @@ def test_image_carries_the_current_sources(
         if "__pycache__" not in f.parts
     ]
     assert inside == here
+
+
+def test_base_image_is_cached_by_version_for_a_restarted_engine(base_image: str) -> None:
+    version = base_image.split(":", 1)[1]
+    tarball = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mlrollout"
+    tarball = tarball / f"base-image-{version}.tar"
+    assert tarball.stat().st_size > 50_000_000, f"{tarball}: docker load needs the saved image"
+    again = subprocess.run(
+        ["bash", str(ROOT / "hack" / "base-image.sh")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert again.stdout.strip() == base_image
+    assert "debootstrap" not in again.stderr  # present: no rebuild
+    python = docker(
+        "run", "--rm", "--entrypoint", "python3", base_image, "-c", "import sys, venv; print(sys.version)"
+    )
+    assert python.stdout.startswith("3.11.")
 
 
 def test_serving_image_carries_no_operator_dependencies(serving_image: BuiltImage) -> None:
