@@ -352,6 +352,7 @@ class LocalCluster:
                 f"--root-ca-file={pki / 'ca.crt'}",
                 "--use-service-account-credentials=true",
                 "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-route",
+                "--node-monitor-grace-period=2m",
                 "--concurrent-deployment-syncs=10",
                 "--concurrent-replicaset-syncs=10",
                 "--kube-api-qps=200",
@@ -378,6 +379,9 @@ class LocalCluster:
                 b["kwok"],
                 f"--kubeconfig={self.kubeconfig}",
                 "--manage-all-nodes=false",
+                # Heartbeat through Leases (cheap) rather than Node status: under a loaded 2-core
+                # machine status-only heartbeats arrived late enough for nodes to flap NotReady.
+                "--node-lease-duration-seconds=40",
                 "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
                 f"--cidr={POD_CIDR}",
                 "--node-ip=127.0.0.1",

@@ -6,7 +6,6 @@ import json
 import stat
 import subprocess
 import time
-import tomllib
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -112,28 +111,3 @@ def wait_ready(container_id: str, url: str, timeout: float) -> None:
         time.sleep(0.5)
     logs = docker("logs", container_id, check=False)
     pytest.fail(f"serving container not ready after {timeout}s ({last}):\n{logs.stderr[-3000:]}")
-
-
-def undeclared_subpackages(prefix: str) -> list[str]:
-    """Packages under `prefix` that have an __init__.py but are missing from pyproject's
-    [tool.setuptools] packages list: a wheel (so an image) leaves them out, editable installs do not."""
-    setuptools_cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
-    declared = setuptools_cfg.get("packages")
-    if not isinstance(declared, list):
-        return []  # discovered, not listed: nothing to compare
-    missing = []
-    for package, folder in setuptools_cfg.get("package-dir", {}).items():
-        for init in sorted((ROOT / folder).rglob("__init__.py")):
-            name = ".".join([package, *init.parent.relative_to(ROOT / folder).parts])
-            if name.startswith(prefix) and name not in declared:
-                missing.append(name)
-    return missing
-
-
-def needs_complete_wheel(prefix: str) -> pytest.MarkDecorator:
-    """Strict xfail while pyproject leaves subpackages of `prefix` out of the wheel: the test shows
-    the defect instead of hiding it, and fails (XPASS) the moment the list is fixed, so the marker
-    cannot outlive the defect."""
-    missing = undeclared_subpackages(prefix)
-    reason = f"pyproject.toml [tool.setuptools] packages omits {missing}: the wheel in the image lacks them"
-    return pytest.mark.xfail(bool(missing), strict=True, reason=reason)

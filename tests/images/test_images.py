@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from images.image_support import ROOT, BuiltImage, ServingContainer, docker, http, needs_complete_wheel
+from images.image_support import ROOT, BuiltImage, ServingContainer, docker, http
 
 pytestmark = pytest.mark.image
 
@@ -64,12 +64,8 @@ for f in sorted(pkg.rglob("*.py")):
 
 
 @pytest.mark.parametrize(("which", "package", "folder"), [
-    pytest.param(
-        "serving_image", "mlrollout.serving", "serving", marks=needs_complete_wheel("mlrollout.serving")
-    ),
-    pytest.param(
-        "operator_image", "mlrollout.operator", "operator", marks=needs_complete_wheel("mlrollout.operator")
-    ),
+    ("serving_image", "mlrollout.serving", "serving"),
+    ("operator_image", "mlrollout.operator", "operator"),
 ])  # fmt: skip
 def test_image_carries_the_current_sources(
     which: str, package: str, folder: str, request: pytest.FixtureRequest

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
-from images.image_support import ROOT, BuiltImage, docker, http, needs_complete_wheel
+from images.image_support import ROOT, BuiltImage, docker, http
 from support.procs import LogSink, free_port
 
 pytestmark = [pytest.mark.image, pytest.mark.cluster]
@@ -116,7 +116,6 @@ def wait_until(what: str, probe: Any, container_id: str, timeout: float = 90) ->
     pytest.fail(f"timed out after {timeout}s waiting for {what}")
 
 
-@needs_complete_wheel("mlrollout.operator")
 def test_operator_image_runs_in_cluster_with_only_the_installed_rbac(
     operator_container: tuple[str, str], cluster: Any, namespace: str
 ) -> None:
@@ -168,7 +167,6 @@ def peers(cluster: Any) -> dict[str, int]:
     return {peer: int(info["priority"]) for peer, info in status.items() if isinstance(info, dict)}
 
 
-@needs_complete_wheel("mlrollout.operator")
 def test_two_replicas_running_the_shipped_command_elect_one(
     operator_image: BuiltImage,
     installed: list[dict[str, Any]],
