@@ -148,7 +148,8 @@ class ServingProcess:
             return False
         try:
             with urllib.request.urlopen(f"{self.url}/readyz", timeout=1) as resp:
-                return bool(resp.status == 200)
+                # The version check guards against another process on a reused port.
+                return bool(resp.status == 200) and resp.headers.get("X-Model-Version") == self.want.version
         except OSError:
             return False
 
@@ -219,6 +220,8 @@ class PodRunner:
         pods = self.kube.json("get", "pods", "-n", self.namespace, "-l", selector)["items"]
         wanted = desired_servers(deployments, pods)
         with self._lock:
+            if self._stop.is_set():  # a sync that outlived stop() must not start servers again
+                return
             for name in [
                 n
                 for n, s in self.servers.items()
@@ -263,8 +266,10 @@ class PodRunner:
             "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),  # one per server: counts must not mix
         }
         env.pop("MLROLLOUT_PORT", None)
+        # The URI on the command line too, so the log's first line says what this server loads.
+        argv = [SERVE, "--model-uri", want.model_uri]
         proc = ManagedProcess.start(
-            f"serve-{self.namespace}-{want.deployment}", [SERVE], env=env, logs=self.logs
+            f"serve-{self.namespace}-{want.deployment}", argv, env=env, logs=self.logs
         )
         return ServingProcess(want=want, port=port, proc=proc, metrics_dir=metrics_dir)
 
@@ -382,7 +387,7 @@ class LoadGenerator:
 
     def _loop(self) -> None:
         start = time.monotonic()
-        next_weight = start
+        next_weight = next_send = start
         gap = 1.0 / self.rate
         for i in range(self.max_requests):
             now = time.monotonic()
@@ -393,7 +398,9 @@ class LoadGenerator:
                     self._refresh_weight()
                 next_weight = now + self.weight_refresh_seconds
             self.send_one(i % len(self.rows))
-            self._stop.wait(max(0.0, start + (i + 1) * gap - time.monotonic()))
+            # A steady rate: after a stall (a slow kubectl, a busy machine) go on, never burst to catch up.
+            next_send = max(next_send + gap, time.monotonic())
+            self._stop.wait(max(0.0, next_send - time.monotonic()))
 
     def send_one(self, index: int) -> None:
         track = pick_track(self.weight, self.rng)
