@@ -127,17 +127,24 @@ async def reconcile(body: kopf.Body, *, raise_invalid: bool) -> float | None:
         status = Status.from_dict(current.get("status"))
         now = datetime.now(UTC)
         registry = rt.registries.for_uri(spec.tracking_uri)
-        answer: Resolution | RegistryFailure | None = None
-        if needs_resolution(spec, status, now):
+
+        async def ask_registry() -> Resolution | RegistryFailure | None:
+            if not needs_resolution(spec, status, now):
+                return None
             if registry is None:
-                answer = RegistryFailure(
+                return RegistryFailure(
                     False,
                     "NoTrackingUri",
                     "set spec.registry.trackingUri (the operator has no MLROLLOUT_TRACKING_URI)",
                 )
-            else:
-                answer = await registry.resolve(spec.model, spec.gate.metric)
-        deployments, pods = await rt.kube.observe(namespace, name)
+            return await registry.resolve(spec.model, spec.gate.metric)
+
+        # Pods matter only while tracks can change (a canary exists, or a kept revision may be
+        # restored); a lone stable revision's pods carry the right labels from their template.
+        with_pods = status.canary is not None or bool(status.history)
+        answer, (deployments, pods) = await asyncio.gather(
+            ask_registry(), rt.kube.observe(namespace, name, with_pods=with_pods)
+        )
         last_analysis = (current.get("status") or {}).get("lastAnalysis")
         run = await run_if_due(
             namespace,

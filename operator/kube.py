@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,6 +14,10 @@ from mlrollout.operator.spec import GROUP, PLURAL, VERSION
 
 _APPLY = "application/apply-patch+yaml"
 _MERGE = "application/merge-patch+json"
+
+
+async def _no_pods() -> Any:
+    return client.V1PodList(items=[])
 
 
 def crash_looping(pod: Any) -> bool:
@@ -38,11 +43,15 @@ class Kube:
         self.core: Any = client.CoreV1Api(api)
         self.custom: Any = client.CustomObjectsApi(api)
 
-    async def observe(self, namespace: str, md_name: str) -> tuple[dict[str, DeploymentObs], list[PodObs]]:
+    async def observe(
+        self, namespace: str, md_name: str, *, with_pods: bool = True
+    ) -> tuple[dict[str, DeploymentObs], list[PodObs]]:
         """Owned Deployments (with crash-loop/unschedulable signals from their pods) and the pods."""
         selector = f"{LABEL_MD}={md_name}"
-        listing = await self.apps.list_namespaced_deployment(namespace, label_selector=selector)
-        pod_list = await self.core.list_namespaced_pod(namespace, label_selector=selector)
+        listing, pod_list = await asyncio.gather(
+            self.apps.list_namespaced_deployment(namespace, label_selector=selector),
+            self.core.list_namespaced_pod(namespace, label_selector=selector) if with_pods else _no_pods(),
+        )
         crash: set[tuple[str, str]] = set()
         unsched: set[tuple[str, str]] = set()
         pods: list[PodObs] = []

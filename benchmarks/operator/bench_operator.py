@@ -34,7 +34,6 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "hack"))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from cluster.helpers import NodeLeaseHeartbeat  # noqa: E402
 from local_cluster import LocalCluster  # noqa: E402
 from support.procs import free_port  # noqa: E402
 
@@ -276,24 +275,6 @@ async def run(
         await api.close()
 
 
-class _Kubectl:
-    def __init__(self, kubeconfig: Path) -> None:
-        self.env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
-
-    def kubectl(
-        self, *args: str, input: str | None = None, check: bool = True
-    ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            ["kubectl", *args],
-            input=input,
-            capture_output=True,
-            text=True,
-            env=self.env,
-            check=check,
-            timeout=60,
-        )
-
-
 def _hash() -> str:
     from mlrollout.operator.spec import parse_spec
 
@@ -307,17 +288,19 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=100)
     parser.add_argument("--rate", type=float, default=20.0, help="creates/patches per second")
     parser.add_argument("--kubeconfig", type=Path, help="use this cluster instead of starting a local one")
+    parser.add_argument(
+        "--nodes", type=int, help="kwok nodes (110 pods each); default: enough for 2 pods per object"
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="mlrollout-bench-"))
     (work / "artifacts").mkdir()
     cluster = None
     kubeconfig = args.kubeconfig
     if kubeconfig is None:
-        cluster = LocalCluster(state=work / "cluster", nodes=3)
+        nodes = args.nodes or max(3, -(-args.count * 2 * 12 // 1000))  # 2 pods per object, 20% headroom
+        cluster = LocalCluster(state=work / "cluster", nodes=nodes)
         cluster.up()
         kubeconfig = cluster.kubeconfig
-    beat = NodeLeaseHeartbeat(_Kubectl(kubeconfig))  # keeps kwok nodes (and so pods) Ready
-    beat.start()
     mlflow, uri = start_mlflow(work)
     try:
         register_versions(uri)
@@ -328,7 +311,6 @@ def main() -> int:
             stop_operator(operator, env)
         print(json.dumps(result, indent=2))
     finally:
-        beat.stop()
         mlflow.terminate()
         if cluster is not None:
             cluster.down()

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cluster.helpers import CRD, MODEL, Kubectl, Models, NodeLeaseHeartbeat, Operator, TcpProxy
+from cluster.helpers import CRD, MODEL, Kubectl, Models, Operator, TcpProxy
 from support.mlflow_models import train_and_register
 
 
@@ -21,17 +21,6 @@ def models(mlflow_server: Any) -> Models:
     poor = train_and_register(uri, MODEL, quality="poor", seed=3)
     assert poor.f1 < 0.8 < min(v1.f1, v2.f1, v3.f1)
     return Models(v1, v2, v3, poor)
-
-
-@pytest.fixture(scope="session", autouse=True)
-def node_heartbeats(cluster: Any) -> Iterator[None]:
-    """Keep kwok nodes Ready for the whole session (see NodeLeaseHeartbeat)."""
-    beat = NodeLeaseHeartbeat(cluster)
-    beat.start()
-    try:
-        yield
-    finally:
-        beat.stop()
 
 
 @pytest.fixture(scope="session")

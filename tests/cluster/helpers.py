@@ -95,51 +95,6 @@ class Operator:
         return self.proc is not None and self.proc.alive
 
 
-class NodeLeaseHeartbeat:
-    """Renews a kube-node-lease Lease for every kwok node every few seconds.
-
-    Stopgap for the local control plane: kwok (as started by hack/local_cluster.py) refreshes node
-    status only about once a minute and keeps no leases, so the node-lifecycle controller sees
-    nodes go NotReady for a few seconds each minute and marks their pods NotReady for good (kwok
-    never flips them back). Fresh leases are what real kubelets send. The lasting fix belongs in
-    hack/local_cluster.py (kwok --node-lease-duration-seconds, or a longer
-    --node-monitor-grace-period)."""
-
-    def __init__(self, cluster: Any, interval: float = 5.0) -> None:
-        self.cluster = cluster
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def start(self) -> None:
-        self._beat()
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
-
-    def _beat(self) -> None:
-        nodes = self.cluster.kubectl("get", "nodes", "-o", "jsonpath={.items[*].metadata.name}", check=False)
-        now = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
-        leases = [
-            {
-                "apiVersion": "coordination.k8s.io/v1",
-                "kind": "Lease",
-                "metadata": {"name": node, "namespace": "kube-node-lease"},
-                "spec": {"holderIdentity": node, "leaseDurationSeconds": 40, "renewTime": now},
-            }
-            for node in (nodes.stdout or "").split()
-        ]
-        if leases:
-            doc = {"apiVersion": "v1", "kind": "List", "items": leases}
-            self.cluster.kubectl("apply", "-f", "-", input=json.dumps(doc), check=False)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self._beat()
-
-
 class TcpProxy:
     """A loopback TCP forwarder we can stop and start, to make MLflow unreachable for real."""
 
