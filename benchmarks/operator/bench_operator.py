@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -183,7 +184,7 @@ def stop_operator(operator: subprocess.Popen[bytes], env: dict[str, str]) -> Non
 
 
 async def run(
-    count: int, rate: float, kubeconfig: Path, operator: subprocess.Popen[bytes], work: Path
+    count: int, rate: float, kubeconfig: Path, operator: subprocess.Popen[bytes], work: Path, limit_s: float
 ) -> dict[str, Any]:
     await config.load_kube_config(str(kubeconfig))
     api = client.ApiClient()
@@ -232,7 +233,7 @@ async def run(
             created[name] = time.monotonic()
             await custom.create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, manifest(name, "1"))
             await asyncio.sleep(1 / rate)
-        t_settled = await phases(names, lambda s: s.get("phase") == "Promoted", limit_s=600)
+        t_settled = await phases(names, lambda s: s.get("phase") == "Promoted", limit_s=limit_s)
         stable_lat = [seen[f"{n}-v1-{_hash()}"] - created[n] for n in names if f"{n}-v1-{_hash()}" in seen]
         # Phase 2: patch to version 2 -> canary Deployment.
         patched: dict[str, float] = {}
@@ -250,7 +251,7 @@ async def run(
             )
             await asyncio.sleep(1 / rate)
         t_settled2 = await phases(
-            names, lambda s: s.get("phase") == "Paused" and s.get("currentStepIndex") == 1, limit_s=600
+            names, lambda s: s.get("phase") == "Paused" and s.get("currentStepIndex") == 1, limit_s=limit_s
         )
         canary_lat = [seen[f"{n}-v2-{_hash()}"] - patched[n] for n in names if f"{n}-v2-{_hash()}" in seen]
         return {
@@ -291,7 +292,9 @@ def main() -> int:
     parser.add_argument(
         "--nodes", type=int, help="kwok nodes (110 pods each); default: enough for 2 pods per object"
     )
+    parser.add_argument("--limit", type=float, default=600.0, help="seconds each phase may take to settle")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the cleanup below on `kill`/timeout
     work = Path(tempfile.mkdtemp(prefix="mlrollout-bench-"))
     (work / "artifacts").mkdir()
     cluster = None
@@ -306,7 +309,7 @@ def main() -> int:
         register_versions(uri)
         operator, env = start_operator(kubeconfig, uri, work)
         try:
-            result = asyncio.run(run(args.count, args.rate, kubeconfig, operator, work))
+            result = asyncio.run(run(args.count, args.rate, kubeconfig, operator, work, args.limit))
         finally:
             stop_operator(operator, env)
         print(json.dumps(result, indent=2))
