@@ -12,6 +12,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from mlrollout.operator.analysis import (
@@ -22,7 +23,14 @@ from mlrollout.operator.analysis import (
     PrometheusClient,
     analyze,
 )
+from mlrollout.operator.analysis.metrics import AnalysisMetrics
 from mlrollout.operator.model import Status
+
+
+@cache
+def analysis_metrics() -> AnalysisMetrics:
+    """One set per process: prometheus_client refuses to register the same names twice."""
+    return AnalysisMetrics()
 
 
 @dataclass(frozen=True)
@@ -76,5 +84,6 @@ async def run_if_due(
         stable_version=status.stable.version if status.stable else None,
     )
     outcome = await analyze(client, spec, target, state, now=now)
+    analysis_metrics().record(target, outcome)  # every measurement also in the operator's /metrics
     event = outcome.event() if outcome.verdict_changed else None
     return AnalysisRun(outcome.to_status(status.canary.version), event, spec.interval_seconds)

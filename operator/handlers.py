@@ -17,11 +17,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import kopf
+import prometheus_client
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 from mlrollout.operator.analysis import PrometheusClient
 from mlrollout.operator.applier import apply_plan
-from mlrollout.operator.canary_analysis import run_if_due
+from mlrollout.operator.canary_analysis import analysis_metrics, run_if_due
 from mlrollout.operator.children import LABEL_MD
 from mlrollout.operator.kube import Kube
 from mlrollout.operator.model import AnalysisResult, Condition, Observed, RegistryFailure, Resolution, Status
@@ -83,10 +84,23 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         config.load_incluster_config()  # type: ignore[no-untyped-call]
     except config.ConfigException:
         await config.load_kube_config()
+    metrics_port = os.environ.get("MLROLLOUT_METRICS_PORT")
+    if metrics_port:  # the operator's own Prometheus metrics (analysis measurements and verdicts)
+        address = os.environ.get("MLROLLOUT_METRICS_ADDRESS", "0.0.0.0")
+        analysis_metrics()  # declare the families from the start, before any canary is analysed
+        prometheus_client.start_http_server(int(metrics_port), addr=address)
+        logging.getLogger(__name__).info("metrics on http://%s:%s/metrics", address, metrics_port)
     api = client.ApiClient()
     _Process.runtime = Runtime(
         kube=Kube(api), registries=RegistryPool(os.environ.get("MLROLLOUT_TRACKING_URI"))
     )
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)
+async def forget_metrics(namespace: str | None, name: str | None, **_: Any) -> None:
+    """A deleted ModelDeployment leaves no stale series behind (optional: needs no finalizer)."""
+    if namespace and name:
+        analysis_metrics().forget(namespace, name)
 
 
 @kopf.on.cleanup()

@@ -56,16 +56,21 @@ class Operator:
         self.logs = logs
         self.proc: ManagedProcess | None = None
         self.starts = 0
+        self.metrics_port = free_port()
+
+    def base_env(self) -> dict[str, str]:
+        return {
+            **self.cluster.env(),
+            "MLROLLOUT_TRACKING_URI": self.tracking_uri,
+            "MLROLLOUT_METRICS_PORT": str(self.metrics_port),
+            "MLROLLOUT_METRICS_ADDRESS": "127.0.0.1",
+            "PYTHONUNBUFFERED": "1",
+        }
 
     def start(self) -> None:
         port = free_port()
         self.starts += 1
-        env = {
-            **self.cluster.env(),
-            "MLROLLOUT_TRACKING_URI": self.tracking_uri,
-            "MLROLLOUT_RESYNC_SECONDS": "20",
-            "PYTHONUNBUFFERED": "1",
-        }
+        env = {**self.base_env(), "MLROLLOUT_RESYNC_SECONDS": "20"}
         self.proc = ManagedProcess.start(
             "operator",
             [

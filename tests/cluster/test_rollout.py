@@ -267,3 +267,17 @@ def test_deleting_the_model_deployment_deletes_its_children(
     kc.run("delete", "md", "gone", "--timeout=60s")
     wait_for("children garbage-collected", lambda: kc.deployments("gone") == {} or None)
     assert kc.run("get", "service", "gone", check=False).returncode != 0
+
+
+def test_operator_serves_its_own_metrics(running_operator: Operator) -> None:
+    """MLROLLOUT_METRICS_PORT exposes the operator's Prometheus metrics (analysis series appear once
+    a canary is analysed; tests/operator/test_canary_analysis.py checks those are recorded)."""
+    import urllib.request
+
+    url = f"http://127.0.0.1:{running_operator.metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        body = resp.read().decode()
+    assert resp.status == 200
+    assert "process_resident_memory_bytes" in body
+    assert "# TYPE mlrollout_analysis_consecutive_failures gauge" in body
+    assert "mlrollout_analysis_runs" in body

@@ -44,7 +44,7 @@ class E2eOperator(Operator):
 
     def start(self) -> None:
         port = free_port()
-        env = {**self.cluster.env(), "MLROLLOUT_TRACKING_URI": self.tracking_uri, "PYTHONUNBUFFERED": "1"}
+        env = self.base_env()
         argv = [sys.executable, "-m", "mlrollout.operator", "--standalone", "--namespace", E2E_NAMESPACES]
         argv += ["--liveness", f"http://127.0.0.1:{port}/healthz"]
         self.proc = ManagedProcess.start("operator-e2e", argv, env=env, cwd=ROOT, logs=self.logs)

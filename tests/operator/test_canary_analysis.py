@@ -68,3 +68,21 @@ def test_unreachable_prometheus_is_inconclusive_never_a_pass() -> None:
     assert result.next_in == 30
     assert result.event is not None
     assert result.event[1] == "AnalysisInconclusive"
+
+
+def test_every_run_lands_in_the_operators_own_metrics() -> None:
+    """Issue 6: each measurement is in status *and* in the operator's Prometheus metrics."""
+    from mlrollout.operator.canary_analysis import analysis_metrics
+    from prometheus_client import REGISTRY
+
+    labels = {"namespace": "ns", "model_deployment": "m", "verdict": "Inconclusive", "action": "Hold"}
+    before = REGISTRY.get_sample_value("mlrollout_analysis_runs_total", labels) or 0.0
+    run(CANARY, None, raw(f"http://127.0.0.1:{free_port()}"))
+    assert REGISTRY.get_sample_value("mlrollout_analysis_runs_total", labels) == before + 1
+    samples = REGISTRY.get_sample_value(
+        "mlrollout_analysis_samples", {"namespace": "ns", "model_deployment": "m", "metric": "errorRate"}
+    )
+    assert samples == 0
+
+    analysis_metrics().forget("ns", "m")
+    assert REGISTRY.get_sample_value("mlrollout_analysis_runs_total", labels) is None
