@@ -75,7 +75,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
 
 # --------------------------------------------------------------------------- control plane
 @pytest.fixture(scope="session")
-def cluster(component_logs: ComponentLogs) -> Iterator[LocalCluster]:
+def cluster(component_logs: ComponentLogs, request: pytest.FixtureRequest) -> Iterator[LocalCluster]:
     """The local control plane, or an existing cluster named by MLROLLOUT_TEST_KUBECONFIG."""
     existing = os.environ.get("MLROLLOUT_TEST_KUBECONFIG")
     if existing:
@@ -96,7 +96,10 @@ def cluster(component_logs: ComponentLogs) -> Iterator[LocalCluster]:
         yield local
     finally:
         local.down()
-        if not os.environ.get("MLROLLOUT_KEEP_STATE"):
+        # Keep logs and etcd data of a session with failures for the post-mortem.
+        if request.session.testsfailed or os.environ.get("MLROLLOUT_KEEP_STATE"):
+            print(f"\n[cluster] state kept for inspection: {state}", file=sys.stderr)
+        else:
             shutil.rmtree(state, ignore_errors=True)
 
 
