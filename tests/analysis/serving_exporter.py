@@ -43,14 +43,22 @@ class Target:
         registry = CollectorRegistry()
         common = ["model", "model_version", "track"]
         self.base = (p.model_name, p.version, p.track)
-        self.requests = Counter("mlrollout_requests", "requests", [*common, "endpoint", "status"],
-                                registry=registry)
-        self.latency = Histogram("mlrollout_request_duration_seconds", "latency", [*common, "endpoint"],
-                                 buckets=BUCKETS, registry=registry)
-        self.predictions = Counter("mlrollout_predictions", "predictions", [*common, "class"],
-                                   registry=registry)
-        self.feedback = Counter("mlrollout_feedback", "feedback", [*common, "predicted", "actual"],
-                                registry=registry)
+        self.requests = Counter(
+            "mlrollout_requests", "requests", [*common, "endpoint", "status"], registry=registry
+        )
+        self.latency = Histogram(
+            "mlrollout_request_duration_seconds",
+            "latency",
+            [*common, "endpoint"],
+            buckets=BUCKETS,
+            registry=registry,
+        )
+        self.predictions = Counter(
+            "mlrollout_predictions", "predictions", [*common, "class"], registry=registry
+        )
+        self.feedback = Counter(
+            "mlrollout_feedback", "feedback", [*common, "predicted", "actual"], registry=registry
+        )
         # Series exist from the start (value 0), as a freshly started server would show them.
         self.requests.labels(*self.base, "invocations", "200")
         self.latency.labels(*self.base, "invocations")

@@ -80,8 +80,13 @@ def test_measurement_status_is_json_safe() -> None:
     m = measure(LAT_REL, Reading(float("inf"), 500), Reading(100, 900), 100)
     status = m.to_status()
     assert status == {
-        "value": None, "stableValue": 100, "threshold": 150, "direction": "<=", "samples": 500,
-        "verdict": "Failed", "reason": m.reason,
+        "value": None,
+        "stableValue": 100,
+        "threshold": 150,
+        "direction": "<=",
+        "samples": 500,
+        "verdict": "Failed",
+        "reason": m.reason,
     }
 
 
@@ -162,9 +167,15 @@ def test_outcome_reports_change_events_and_status() -> None:
     assert third.event()[:2] == ("Normal", "AnalysisPassed")
     status = second.to_status("7")
     assert status == {
-        "canaryVersion": "7", "verdict": "Failed", "action": "Rollback", "message": second.reason,
-        "evaluatedAt": "2026-01-01T12:00:30Z", "consecutiveFailures": 2, "consecutiveInconclusive": 0,
-        "runs": 2, "metrics": {"errorRate": second.measurements[0].to_status()},
+        "canaryVersion": "7",
+        "verdict": "Failed",
+        "action": "Rollback",
+        "message": second.reason,
+        "evaluatedAt": "2026-01-01T12:00:30Z",
+        "consecutiveFailures": 2,
+        "consecutiveInconclusive": 0,
+        "runs": 2,
+        "metrics": {"errorRate": second.measurements[0].to_status()},
     }
     # The next run of the same canary continues the count; a new canary starts afresh.
     assert AnalysisState.from_status(status, "7") == second.state

@@ -41,7 +41,11 @@ EXPORTER = Path(__file__).with_name("serving_exporter.py")
 NAMESPACE = "analysis-it"
 WINDOW_SECONDS = 10
 HEALTHY: dict[str, Any] = {
-    "rps": 40, "error_fraction": 0.0, "latency_ms": 20, "feedback_rps": 20, "correct_fraction": 0.95,
+    "rps": 40,
+    "error_fraction": 0.0,
+    "latency_ms": 20,
+    "feedback_rps": 20,
+    "correct_fraction": 0.95,
     "class_shares": {"0": 0.5, "1": 0.5},
 }
 # model_deployment -> how its canary differs from a healthy stable
@@ -78,14 +82,24 @@ def target(md: str, canary_version: str = "2") -> AnalysisTarget:
 
 
 def run(
-    address: str, md: str, state: AnalysisState | None = None, *, spec: AnalysisSpec | None = None,
-    names: SeriesNames | None = None, canary_version: str = "2", timeout: float = 5.0,
+    address: str,
+    md: str,
+    state: AnalysisState | None = None,
+    *,
+    spec: AnalysisSpec | None = None,
+    names: SeriesNames | None = None,
+    canary_version: str = "2",
+    timeout: float = 5.0,
 ) -> AnalysisOutcome:
     async def go() -> AnalysisOutcome:
         async with PrometheusClient(address, timeout_seconds=timeout) as client:
             return await analyze(
-                client, spec or spec_for(address), target(md, canary_version), state or AnalysisState(),
-                now=datetime.now(UTC), **({"names": names} if names else {}),
+                client,
+                spec or spec_for(address),
+                target(md, canary_version),
+                state or AnalysisState(),
+                now=datetime.now(UTC),
+                **({"names": names} if names else {}),
             )
 
     return asyncio.run(go())
@@ -234,10 +248,18 @@ def test_runner_ticks_schedule_runs_write_status_and_emit_events_on_change(
 ) -> None:
     registry = CollectorRegistry()
     runner = AnalysisRunner(AnalysisMetrics(registry))
-    md_spec = {"rollout": {"analysis": {
-        "interval": "5s", "window": f"{WINDOW_SECONDS}s", "minSamples": 100, "failureLimit": 2,
-        "prometheus": {"address": prometheus.url}, "metrics": [{"name": "errorRate", "max": 0.05}],
-    }}}
+    md_spec = {
+        "rollout": {
+            "analysis": {
+                "interval": "5s",
+                "window": f"{WINDOW_SECONDS}s",
+                "minSamples": 100,
+                "failureLimit": 2,
+                "prometheus": {"address": prometheus.url},
+                "metrics": [{"name": "errorRate", "max": 0.05}],
+            }
+        }
+    }
     status: dict[str, Any] = {"stable": {"version": "1"}, "canary": {"version": "2"}}
     t0 = datetime.now(UTC)
 
@@ -270,8 +292,12 @@ def test_runner_ticks_schedule_runs_write_status_and_emit_events_on_change(
     assert (no_canary.outcome, no_canary.retry_in_seconds) == (None, None)
     assert no_canary.note == "no canary to analyze"
     labels = {"namespace": NAMESPACE, "model_deployment": "errors"}
-    assert registry.get_sample_value("mlrollout_analysis_runs_total", {**labels, "verdict": "Failed",
-                                                                        "action": "Rollback"}) == 2
+    assert (
+        registry.get_sample_value(
+            "mlrollout_analysis_runs_total", {**labels, "verdict": "Failed", "action": "Rollback"}
+        )
+        == 2
+    )
 
 
 def test_prometheus_down_is_inconclusive_keeps_the_failure_count_and_recovers(

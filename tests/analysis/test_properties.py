@@ -78,8 +78,9 @@ def test_psi_is_nonnegative_symmetric_and_zero_on_equal_shares(
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.dictionaries(st.tuples(st.sampled_from("012"), st.sampled_from("012")), st.integers(1, 50),
-                       min_size=1))
+@given(
+    st.dictionaries(st.tuples(st.sampled_from("012"), st.sampled_from("012")), st.integers(1, 50), min_size=1)
+)
 def test_macro_f1_is_a_fraction(confusion: dict[tuple[str, str], int]) -> None:
     assert 0.0 <= macro_f1(confusion) <= 1.0
 
@@ -95,8 +96,10 @@ def test_rollback_exactly_when_the_failure_streak_reaches_the_limit(
     verdicts: list[Verdict], policy: InconclusivePolicy, failure_limit: int, inconclusive_limit: int
 ) -> None:
     spec = AnalysisSpec(
-        metrics=(MetricSpec(MetricKind.ERROR_RATE, 0.01),), failure_limit=failure_limit,
-        inconclusive_policy=policy, inconclusive_limit=inconclusive_limit,
+        metrics=(MetricSpec(MetricKind.ERROR_RATE, 0.01),),
+        failure_limit=failure_limit,
+        inconclusive_policy=policy,
+        inconclusive_limit=inconclusive_limit,
     )
     state = AnalysisState()
     now = datetime(2026, 1, 1, tzinfo=UTC)

@@ -123,15 +123,21 @@ def test_latency_readings_in_milliseconds() -> None:
 
 def test_live_f1_and_drift_readings() -> None:
     feedback = vec(
-        (c(predicted="1", actual="1"), 40.0), (c(predicted="0", actual="0"), 40.0),
-        (c(predicted="1", actual="0"), 20.0), (s(predicted="0", actual="0"), 50.0),
+        (c(predicted="1", actual="1"), 40.0),
+        (c(predicted="0", actual="0"), 40.0),
+        (c(predicted="1", actual="0"), 20.0),
+        (s(predicted="0", actual="0"), 50.0),
     )
     f1 = derive(MetricKind.LIVE_F1, {Quantity.FEEDBACK: feedback})
     assert f1["canary"].samples == 100
     assert 0.7 < (f1["canary"].value or 0) < 0.85
     assert f1["stable"].value == 1.0
-    same = vec((c(**{"class": "0"}), 50.0), (c(**{"class": "1"}), 50.0),
-               (s(**{"class": "0"}), 500.0), (s(**{"class": "1"}), 500.0))
+    same = vec(
+        (c(**{"class": "0"}), 50.0),
+        (c(**{"class": "1"}), 50.0),
+        (s(**{"class": "0"}), 500.0),
+        (s(**{"class": "1"}), 500.0),
+    )
     drift = derive(MetricKind.PREDICTION_DRIFT, {Quantity.PREDICTIONS: same})
     assert drift["canary"].value == pytest.approx(0.0, abs=1e-9)
     assert drift["stable"].samples == 1000
@@ -143,7 +149,8 @@ def test_live_f1_and_drift_readings() -> None:
 def test_evaluate_end_to_end_on_results() -> None:
     spec = AnalysisSpec(
         metrics=(MetricSpec(MetricKind.ERROR_RATE, 0.05), MetricSpec(MetricKind.LIVE_F1, 0.8)),
-        min_samples=50, failure_limit=1,
+        min_samples=50,
+        failure_limit=1,
     )
     results = {
         Quantity.REQUESTS: vec((c(), 100.0), (s(), 100.0)),
@@ -160,20 +167,35 @@ def test_evaluate_end_to_end_on_results() -> None:
     assert registry.get_sample_value(
         "mlrollout_analysis_measurement", {**labels, "metric": "errorRate", "track": "canary"}
     ) == pytest.approx(0.3)
-    assert registry.get_sample_value(
-        "mlrollout_analysis_runs_total", {**labels, "verdict": "Failed", "action": "Rollback"}
-    ) == 1
-    assert registry.get_sample_value(
-        "mlrollout_analysis_metric_verdicts_total", {**labels, "metric": "liveF1", "verdict": "Inconclusive"}
-    ) == 1
+    assert (
+        registry.get_sample_value(
+            "mlrollout_analysis_runs_total", {**labels, "verdict": "Failed", "action": "Rollback"}
+        )
+        == 1
+    )
+    assert (
+        registry.get_sample_value(
+            "mlrollout_analysis_metric_verdicts_total",
+            {**labels, "metric": "liveF1", "verdict": "Inconclusive"},
+        )
+        == 1
+    )
     assert registry.get_sample_value("mlrollout_analysis_consecutive_failures", labels) == 1
     metrics.forget("shop", "churn")
     assert registry.get_sample_value("mlrollout_analysis_consecutive_failures", labels) is None
 
 
 def test_parse_response_vector_scalar_and_errors() -> None:
-    ok = {"status": "success", "data": {"resultType": "vector", "result": [
-        {"metric": {"track": "canary"}, "value": [1, "3.5"]}, {"metric": {}, "value": [1, "NaN"]}]}}
+    ok = {
+        "status": "success",
+        "data": {
+            "resultType": "vector",
+            "result": [
+                {"metric": {"track": "canary"}, "value": [1, "3.5"]},
+                {"metric": {}, "value": [1, "NaN"]},
+            ],
+        },
+    }
     samples = parse_response(200, json.dumps(ok))
     assert samples[0] == Sample({"track": "canary"}, 3.5)
     assert samples[1].value != samples[1].value
@@ -183,8 +205,11 @@ def test_parse_response_vector_scalar_and_errors() -> None:
         (400, json.dumps({"status": "error", "errorType": "bad_data", "error": "parse error"}), "bad_data"),
         (502, "<html>bad gateway</html>", "non-JSON"),
         (200, json.dumps({"status": "success", "data": {"resultType": "matrix", "result": []}}), "matrix"),
-        (200, json.dumps({"status": "success", "data": {"resultType": "vector", "result": [{}]}}),
-         "malformed"),
+        (
+            200,
+            json.dumps({"status": "success", "data": {"resultType": "vector", "result": [{}]}}),
+            "malformed",
+        ),
         (200, json.dumps([1]), "unexpected JSON"),
     ]
     for status, text, message in bad:

@@ -42,15 +42,17 @@ def test_not_due(spec: dict[str, Any], status: dict[str, Any] | None, expected: 
 
 
 def test_due_again_after_the_interval_and_continues_the_state() -> None:
-    answer = next_analysis("ns", "md", SPEC, {**STATUS, "lastAnalysis": last("7", 30)}, NOW,
-                           default_prometheus="http://p:9090")
+    answer = next_analysis(
+        "ns", "md", SPEC, {**STATUS, "lastAnalysis": last("7", 30)}, NOW, default_prometheus="http://p:9090"
+    )
     assert isinstance(answer, Due)
     assert answer.state.consecutive_failures == 1
 
 
 def test_a_new_canary_starts_fresh_at_once() -> None:
-    answer = next_analysis("ns", "md", SPEC, {**STATUS, "lastAnalysis": last("5", 1)}, NOW,
-                           default_prometheus="http://p:9090")
+    answer = next_analysis(
+        "ns", "md", SPEC, {**STATUS, "lastAnalysis": last("5", 1)}, NOW, default_prometheus="http://p:9090"
+    )
     assert isinstance(answer, Due)
     assert answer.state == AnalysisState()
 

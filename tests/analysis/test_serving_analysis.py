@@ -112,8 +112,10 @@ def stack(
             return ScrapeTarget(address, {"namespace": NAMESPACE, "model_deployment": md, "track": track})
 
         targets = [
-            at(servers["stable"], "f1-drop", "stable"), at(servers["poor"], "f1-drop", "canary"),
-            at(servers["stable"], "healthy", "stable"), at(servers["good"], "healthy", "canary"),
+            at(servers["stable"], "f1-drop", "stable"),
+            at(servers["poor"], "f1-drop", "canary"),
+            at(servers["stable"], "healthy", "stable"),
+            at(servers["good"], "healthy", "canary"),
         ]
         prom.start(targets, component_logs.path("prometheus-serving-analysis"))
         prom.wait_for_targets(len(targets), timeout=60)
@@ -133,8 +135,9 @@ def stack(
         for server in servers.values():
             drive(server, rows, labels, REQUESTS_PER_SERVER)
         # A bad request is the client's fault: it must not count as an error of the healthy canary.
-        bad = requests.post(f"{servers['good'].url}/invocations", json={"dataframe_records": [{"x": 1}]},
-                            timeout=30)
+        bad = requests.post(
+            f"{servers['good'].url}/invocations", json={"dataframe_records": [{"x": 1}]}, timeout=30
+        )
         assert 400 <= bad.status_code < 500, bad.text
         done = (
             f'sum by (model_deployment, track) (increase(mlrollout_requests_total{{namespace="{NAMESPACE}", '

@@ -29,8 +29,12 @@ def test_defaults_and_full_example() -> None:
 
     full = AnalysisSpec.from_dict(
         {
-            "interval": "10s", "window": "1m30s", "minSamples": 50, "failureLimit": 3,
-            "inconclusivePolicy": "extend", "inconclusiveLimit": 4,
+            "interval": "10s",
+            "window": "1m30s",
+            "minSamples": 50,
+            "failureLimit": 3,
+            "inconclusivePolicy": "extend",
+            "inconclusiveLimit": 4,
             "prometheus": {"address": "http://prom:9090/", "timeoutSeconds": 2},
             "metrics": [
                 {"name": "errorRate", "max": 0.01},
@@ -55,7 +59,9 @@ def test_window_defaults_to_interval_when_longer_than_a_minute() -> None:
 
 def test_operator_default_prometheus_address() -> None:
     raw = {"metrics": METRICS}
-    assert AnalysisSpec.from_dict(raw, default_prometheus="http://p:9090").prometheus_address == "http://p:9090"
+    assert (
+        AnalysisSpec.from_dict(raw, default_prometheus="http://p:9090").prometheus_address == "http://p:9090"
+    )
 
 
 @pytest.mark.parametrize(

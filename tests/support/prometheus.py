@@ -85,7 +85,9 @@ class PrometheusServer:
         interval = f"{self.scrape_interval_seconds}s"
         config = {
             "global": {
-                "scrape_interval": interval, "scrape_timeout": interval, "evaluation_interval": interval,
+                "scrape_interval": interval,
+                "scrape_timeout": interval,
+                "evaluation_interval": interval,
             },
             "scrape_configs": [
                 {
@@ -162,8 +164,7 @@ class PrometheusServer:
             time.sleep(0.5)
         log = self._proc.log_path if self._proc else None
         raise TimeoutError(
-            f"Prometheus: {what} not true within {timeout:.0f}s{last_error}\n"
-            + (tail(log) if log else "")
+            f"Prometheus: {what} not true within {timeout:.0f}s{last_error}\n" + (tail(log) if log else "")
         )
 
     def wait_for_targets(self, count: int, timeout: float = 60.0) -> None:
