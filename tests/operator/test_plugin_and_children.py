@@ -103,7 +103,10 @@ def test_deployment_manifest_pins_uri_and_owner() -> None:
     assert env["MLROLLOUT_MODEL_URI"] == "file:///a/2"
     assert env["LOG"] == "debug"
     assert template["spec"]["nodeSelector"] == {"pool": "gpu"}
-    assert template["spec"]["volumes"][0]["secret"]["secretName"] == "keys"
+    volumes = {v["name"]: v for v in template["spec"]["volumes"]}
+    assert volumes["auth"]["secret"]["secretName"] == "keys"
+    assert "emptyDir" in volumes["tmp"]  # read-only root filesystem, writable /tmp
+    assert template["spec"]["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
     assert manifest["spec"]["replicas"] == 3
     svc = service(MD, spec)
     assert svc["spec"]["selector"] == {
