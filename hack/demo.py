@@ -33,6 +33,7 @@ ROOT = HACK.parent
 STATE = ROOT / ".local"
 sys.path.insert(0, str(HACK))
 
+import mlflow_local  # noqa: E402
 from local_cluster import ClusterError, LocalCluster, free_port  # noqa: E402
 
 MLFLOW_DIR = STATE / "mlflow"
@@ -104,23 +105,7 @@ def mlflow_up() -> str:
     if _alive(MLFLOW_PID) and MLFLOW_PORT_FILE.exists():
         return f"http://127.0.0.1:{MLFLOW_PORT_FILE.read_text().strip()}"
     port = free_port()
-    artifacts = MLFLOW_DIR / "artifacts"
-    artifacts.mkdir(exist_ok=True)
-    argv = [
-        str(Path(sys.executable).parent / "mlflow"),
-        "server",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--backend-store-uri",
-        f"sqlite:///{MLFLOW_DIR / 'mlflow.db'}",
-        "--default-artifact-root",
-        artifacts.as_uri(),
-        "--no-serve-artifacts",
-        "--workers",
-        "1",
-    ]
+    argv = mlflow_local.server_argv(MLFLOW_DIR, port)
     _detach(argv, MLFLOW_DIR / "server.log", MLFLOW_PID)
     MLFLOW_PORT_FILE.write_text(str(port))
     uri = f"http://127.0.0.1:{port}"

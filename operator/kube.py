@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from kubernetes_asyncio import client
@@ -80,15 +80,7 @@ class Kube:
         return out, pods
 
     async def apply_deployment(self, manifest: dict[str, Any]) -> None:
-        meta = manifest["metadata"]
-        await self.apps.patch_namespaced_deployment(
-            meta["name"],
-            meta["namespace"],
-            manifest,
-            field_manager=FIELD_MANAGER,
-            force=True,
-            _content_type=_APPLY,
-        )
+        await _server_side_apply(self.apps.patch_namespaced_deployment, manifest)
 
     async def scale_deployment(self, namespace: str, name: str, replicas: int, track: str) -> None:
         """Existing revisions only change size and role; their pod template stays as created."""
@@ -104,15 +96,7 @@ class Kube:
                 raise
 
     async def apply_service(self, manifest: dict[str, Any]) -> None:
-        meta = manifest["metadata"]
-        await self.core.patch_namespaced_service(
-            meta["name"],
-            meta["namespace"],
-            manifest,
-            field_manager=FIELD_MANAGER,
-            force=True,
-            _content_type=_APPLY,
-        )
+        await _server_side_apply(self.core.patch_namespaced_service, manifest)
 
     async def service_exists(self, namespace: str, name: str) -> bool:
         try:
@@ -150,3 +134,17 @@ class Kube:
         await self.custom.patch_namespaced_custom_object(
             GROUP, VERSION, namespace, PLURAL, name, dict(patch), _content_type=_MERGE
         )
+
+
+async def _server_side_apply(patch: Callable[..., Awaitable[Any]], manifest: dict[str, Any]) -> None:
+    """Server-side apply as our field manager: idempotent, and `force` takes back fields a human
+    edited by hand (the ModelDeployment is the source of truth for its children)."""
+    meta = manifest["metadata"]
+    await patch(
+        meta["name"],
+        meta["namespace"],
+        manifest,
+        field_manager=FIELD_MANAGER,
+        force=True,
+        _content_type=_APPLY,
+    )

@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "hack"))
 sys.path.insert(0, str(ROOT / "tests"))
 
+import mlflow_local  # noqa: E402
 from local_cluster import ClusterError, LocalCluster  # noqa: E402
 from support.ci import unavailable  # noqa: E402
 from support.procs import ManagedProcess, ProcessFailed, free_port, tail  # noqa: E402
@@ -149,26 +150,10 @@ def mlflow_server(
     if not mlflow_bin.exists():
         unavailable(f"mlflow CLI not installed at {mlflow_bin} (run `make setup`)")
     root = tmp_path_factory.mktemp("mlflow")
-    artifacts = root / "artifacts"
-    artifacts.mkdir()
     port = free_port()
     proc = ManagedProcess.start(
         "mlflow-server",
-        [
-            str(mlflow_bin),
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--backend-store-uri",
-            f"sqlite:///{root / 'mlflow.db'}",
-            "--default-artifact-root",
-            artifacts.as_uri(),
-            "--no-serve-artifacts",
-            "--workers",
-            "1",
-        ],
+        mlflow_local.server_argv(root, port),
         logs=component_logs,
         env={**os.environ, "MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD": "false"},
     )
@@ -180,6 +165,8 @@ def mlflow_server(
         unavailable(f"MLflow tracking server: {exc}")
     os.environ["MLFLOW_TRACKING_URI"] = uri
     try:
-        yield MlflowServer(tracking_uri=uri, artifact_root=artifacts, log_path=proc.log_path, process=proc)
+        yield MlflowServer(
+            tracking_uri=uri, artifact_root=root / "artifacts", log_path=proc.log_path, process=proc
+        )
     finally:
         proc.stop()

@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "hack"))
 sys.path.insert(0, str(ROOT / "tests"))
 
+import mlflow_local  # noqa: E402
 from local_cluster import LocalCluster  # noqa: E402
 from support.procs import free_port  # noqa: E402
 
@@ -60,24 +61,9 @@ def pct(values: list[float], q: float) -> float:
 
 def start_mlflow(work: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    mlflow = Path(sys.executable).parent / "mlflow"
     log = (work / "mlflow.log").open("wb")
     proc = subprocess.Popen(
-        [
-            str(mlflow),
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--backend-store-uri",
-            f"sqlite:///{work / 'mlflow.db'}",
-            "--default-artifact-root",
-            (work / "artifacts").as_uri(),
-            "--no-serve-artifacts",
-            "--workers",
-            "2",
-        ],
+        mlflow_local.server_argv(work, port, workers=2),
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
