@@ -8,6 +8,8 @@ PY := $(VENV)/bin/python
 PYPROJECT_HASH := $(shell sha256sum pyproject.toml | cut -c1-16)
 VENV_STAMP := $(VENV)/.installed-$(PYPROJECT_HASH)
 PYTEST_ARGS ?=
+# Every `python -m` here runs with -P: the working directory holds operator/, which must never be
+# imported in place of the standard library's `operator` (a fresh venv has not preloaded it).
 
 .PHONY: help setup venv system-deps k8s-binaries test unit lint typecheck demo cluster-up cluster-down clean
 
@@ -21,9 +23,9 @@ setup: venv system-deps k8s-binaries
 venv: $(VENV_STAMP)
 
 $(VENV_STAMP): pyproject.toml
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip setuptools wheel
-	$(PY) -m pip install -q -e '.[operator,serving,dev]'
+	@test -x $(PY) || $(PYTHON) -P -m venv $(VENV)
+	$(PY) -P -m pip install -q --upgrade pip setuptools wheel
+	$(PY) -P -m pip install -q -e '.[operator,serving,dev]'
 	rm -f $(VENV)/.installed-*
 	touch $@
 

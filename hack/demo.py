@@ -186,7 +186,7 @@ def operator_up(cluster: LocalCluster, tracking_uri: str) -> Path:
         return log
     port = free_port()
     env = {**cluster.env(), "MLROLLOUT_TRACKING_URI": tracking_uri, "PYTHONUNBUFFERED": "1"}
-    argv = [sys.executable, "-m", "mlrollout.operator", "--standalone"]
+    argv = [sys.executable, "-P", "-m", "mlrollout.operator", "--standalone"]
     _detach([*argv, "--liveness", f"http://127.0.0.1:{port}/healthz"], log, pid_file, env)
     if not _wait_http(f"http://127.0.0.1:{port}/healthz", 60):
         raise SystemExit(f"the operator did not start; log: {log}")

@@ -135,6 +135,7 @@ def start_operator(
     operator = subprocess.Popen(
         [
             sys.executable,
+            "-P",  # never import ./operator as the stdlib module
             "-m",
             "mlrollout.operator",
             "--standalone",

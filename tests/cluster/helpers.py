@@ -75,6 +75,7 @@ class Operator:
             "operator",
             [
                 sys.executable,
+                "-P",  # never import ./operator as the stdlib module
                 "-m",
                 "mlrollout.operator",
                 "--standalone",

@@ -45,7 +45,8 @@ class E2eOperator(Operator):
     def start(self) -> None:
         port = free_port()
         env = self.base_env()
-        argv = [sys.executable, "-m", "mlrollout.operator", "--standalone", "--namespace", E2E_NAMESPACES]
+        argv = [sys.executable, "-P", "-m", "mlrollout.operator", "--standalone"]
+        argv += ["--namespace", E2E_NAMESPACES]
         argv += ["--liveness", f"http://127.0.0.1:{port}/healthz"]
         self.proc = ManagedProcess.start("operator-e2e", argv, env=env, cwd=ROOT, logs=self.logs)
         self.proc.wait_http(f"http://127.0.0.1:{port}/healthz", timeout=60)
