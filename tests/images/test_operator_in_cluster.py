@@ -176,14 +176,25 @@ def test_two_replicas_running_the_shipped_command_elect_one(
     component_logs: LogSink,
 ) -> None:
     container, env = shipped_operator(installed)
+    assert env["MLROLLOUT_METRICS_PORT"] == "9102"  # the install serves the operator's metrics
     create = cluster.kubectl("create", "-f", "-", input=PEERING_OBJECT, check=False)
     assert create.returncode == 0 or "AlreadyExists" in create.stderr, create.stderr
     replicas: list[tuple[str, str, str]] = []  # (container id, POD_ID, liveness URL)
+    metrics_urls: list[str] = []
     try:
         for i in range(2):
             pod_id = f"mlrollout-operator-ha-{i}-{uuid.uuid4().hex[:6]}"
-            port = free_port()  # host network: each replica needs its own liveness port
-            replica_env = {**env, "MLROLLOUT_LIVENESS": f"http://127.0.0.1:{port}/healthz", "POD_ID": pod_id}
+            # Host network: each replica needs its own liveness and metrics ports (in a cluster
+            # every pod has its own network namespace and the shipped ports never collide).
+            port, metrics_port = free_port(), free_port()
+            replica_env = {
+                **env,
+                "MLROLLOUT_LIVENESS": f"http://127.0.0.1:{port}/healthz",
+                "MLROLLOUT_METRICS_PORT": str(metrics_port),
+                "MLROLLOUT_METRICS_ADDRESS": "127.0.0.1",
+                "POD_ID": pod_id,
+            }
+            metrics_urls.append(f"http://127.0.0.1:{metrics_port}/metrics")
             env_args = [arg for k, v in replica_env.items() for arg in ("--env", f"{k}={v}")]
             entry, *command_args = container["command"]
             container_id = docker(
@@ -194,6 +205,8 @@ def test_two_replicas_running_the_shipped_command_elect_one(
 
         for container_id, _, healthz in replicas:
             wait_until("the liveness endpoint", lambda url=healthz: _healthy(url), container_id)
+        for url in metrics_urls:
+            assert _healthy(url), url
         ids = {pod_id for _, pod_id, _ in replicas}
 
         def both_registered() -> dict[str, int]:
