@@ -5,13 +5,13 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-PYPROJECT_HASH := $(shell sha256sum pyproject.toml | cut -c1-16)
+PYPROJECT_HASH := $(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)
 VENV_STAMP := $(VENV)/.installed-$(PYPROJECT_HASH)
 PYTEST_ARGS ?=
 # Every `python -m` here runs with -P: the working directory holds operator/, which must never be
 # imported in place of the standard library's `operator` (a fresh venv has not preloaded it).
 
-.PHONY: help setup venv system-deps k8s-binaries test unit lint typecheck demo cluster-up cluster-down clean
+.PHONY: constraints help setup venv system-deps k8s-binaries test unit lint typecheck demo cluster-up cluster-down clean
 
 help:
 	@echo "make demo   - bring the local stack up and walk through a rollout"
@@ -22,15 +22,22 @@ setup: venv system-deps k8s-binaries
 
 venv: $(VENV_STAMP)
 
-$(VENV_STAMP): pyproject.toml
+$(VENV_STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -P -m venv $(VENV)
 	$(PY) -P -m pip install -q --upgrade pip setuptools wheel
-	$(PY) -P -m pip install -q -e '.[operator,serving,dev]'
+	$(PY) -P -m pip install -q -c constraints.txt -e '.[operator,serving,dev]'
 	rm -f $(VENV)/.installed-*
 	touch $@
 
 system-deps:
 	bash hack/install-system-deps.sh
+
+# Re-resolve the newest versions the ranges in pyproject allow, then pin them (run the suite after).
+constraints:
+	rm -rf .venv-resolve && $(PYTHON) -P -m venv .venv-resolve
+	.venv-resolve/bin/python -P -m pip install -q -e '.[operator,serving,dev]'
+	{ head -2 constraints.txt; .venv-resolve/bin/python -P -m pip freeze --exclude-editable | grep -v '^mlrollout'; } > constraints.new
+	mv constraints.new constraints.txt && rm -rf .venv-resolve
 
 k8s-binaries:
 	@bash hack/build-k8s.sh >/dev/null && echo "kubernetes binaries: $$(bash hack/build-k8s.sh --print-bin)"
