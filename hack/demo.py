@@ -33,7 +33,7 @@ ROOT = HACK.parent
 STATE = ROOT / ".local"
 sys.path.insert(0, str(HACK))
 
-import mlflow_local  # noqa: E402
+import launch  # noqa: E402
 from local_cluster import ClusterError, LocalCluster, free_port  # noqa: E402
 
 MLFLOW_DIR = STATE / "mlflow"
@@ -105,7 +105,7 @@ def mlflow_up() -> str:
     if _alive(MLFLOW_PID) and MLFLOW_PORT_FILE.exists():
         return f"http://127.0.0.1:{MLFLOW_PORT_FILE.read_text().strip()}"
     port = free_port()
-    argv = mlflow_local.server_argv(MLFLOW_DIR, port)
+    argv = launch.mlflow_server_argv(MLFLOW_DIR, port)
     _detach(argv, MLFLOW_DIR / "server.log", MLFLOW_PID)
     MLFLOW_PORT_FILE.write_text(str(port))
     uri = f"http://127.0.0.1:{port}"
@@ -186,9 +186,8 @@ def operator_up(cluster: LocalCluster, tracking_uri: str) -> Path:
         return log
     port = free_port()
     env = {**cluster.env(), "MLROLLOUT_TRACKING_URI": tracking_uri, "PYTHONUNBUFFERED": "1"}
-    argv = [sys.executable, "-P", "-m", "mlrollout.operator", "--standalone"]
-    _detach([*argv, "--liveness", f"http://127.0.0.1:{port}/healthz"], log, pid_file, env)
-    if not _wait_http(f"http://127.0.0.1:{port}/healthz", 60):
+    _detach(launch.operator_argv(port), log, pid_file, env)
+    if not _wait_http(launch.liveness_url(port), 60):
         raise SystemExit(f"the operator did not start; log: {log}")
     return log
 

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "hack"))
 sys.path.insert(0, str(ROOT / "tests"))
 
-import mlflow_local  # noqa: E402
+import launch  # noqa: E402
 from local_cluster import ClusterError, LocalCluster  # noqa: E402
 from support.ci import unavailable  # noqa: E402
 from support.procs import ManagedProcess, ProcessFailed, free_port, tail  # noqa: E402
@@ -153,7 +153,7 @@ def mlflow_server(
     port = free_port()
     proc = ManagedProcess.start(
         "mlflow-server",
-        mlflow_local.server_argv(root, port),
+        launch.mlflow_server_argv(root, port),
         logs=component_logs,
         env={**os.environ, "MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD": "false"},
     )

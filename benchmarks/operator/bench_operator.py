@@ -25,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +35,9 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "hack"))
 sys.path.insert(0, str(ROOT / "tests"))
 
-import mlflow_local  # noqa: E402
+import launch  # noqa: E402
 from local_cluster import LocalCluster  # noqa: E402
-from support.procs import free_port  # noqa: E402
+from support.procs import ManagedProcess, free_port  # noqa: E402
 
 GROUP, VERSION, PLURAL = "mlrollout.io", "v1alpha1", "modeldeployments"
 MODEL = "bench-model"
@@ -59,24 +59,24 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def start_mlflow(work: Path) -> tuple[subprocess.Popen[bytes], str]:
+@dataclass(frozen=True)
+class WorkLogs:
+    """Each process logs to <work>/<name>.log."""
+
+    work: Path
+
+    def path(self, name: str) -> Path:
+        return self.work / f"{name}.log"
+
+
+def start_mlflow(work: Path) -> tuple[ManagedProcess, str]:
     port = free_port()
-    log = (work / "mlflow.log").open("wb")
-    proc = subprocess.Popen(
-        mlflow_local.server_argv(work, port, workers=2),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+    proc = ManagedProcess.start(
+        "mlflow", launch.mlflow_server_argv(work, port, workers=2), logs=WorkLogs(work)
     )
     uri = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{uri}/health", timeout=2):
-                return proc, uri
-        except OSError:
-            time.sleep(0.5)
-    raise SystemExit(f"mlflow server did not start; see {work / 'mlflow.log'}")
+    proc.wait_http(f"{uri}/health", timeout=120)
+    return proc, uri
 
 
 def register_versions(uri: str) -> None:
@@ -107,9 +107,7 @@ def manifest(name: str, version: str) -> dict[str, Any]:
     }
 
 
-def start_operator(
-    kubeconfig: Path, tracking_uri: str, work: Path
-) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
+def start_operator(kubeconfig: Path, tracking_uri: str, work: Path) -> tuple[ManagedProcess, dict[str, str]]:
     """CRD, namespace and the operator process; returns once its liveness endpoint answers."""
     env = {
         **os.environ,
@@ -132,46 +130,22 @@ def start_operator(
     )
     subprocess.run([*kubectl, "create", "namespace", NS], env=env, check=False, capture_output=True)
     port = free_port()
-    operator = subprocess.Popen(
-        [
-            sys.executable,
-            "-P",  # never import ./operator as the stdlib module
-            "-m",
-            "mlrollout.operator",
-            "--standalone",
-            "--liveness",
-            f"http://127.0.0.1:{port}/healthz",
-        ],
-        env=env,
-        cwd=ROOT,
-        stdout=(work / "operator.log").open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+    operator = ManagedProcess.start(
+        "operator", launch.operator_argv(port), env=env, cwd=ROOT, logs=WorkLogs(work)
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
-                return operator, env
-        except OSError:
-            time.sleep(0.5)
-    operator.kill()
-    raise SystemExit(f"operator did not start; see {work / 'operator.log'}")
+    operator.wait_http(launch.liveness_url(port), timeout=60)
+    return operator, env
 
 
-def stop_operator(operator: subprocess.Popen[bytes], env: dict[str, str]) -> None:
-    operator.terminate()
-    try:
-        operator.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        operator.kill()
+def stop_operator(operator: ManagedProcess, env: dict[str, str]) -> None:
+    operator.stop(timeout=20)
     subprocess.run(
         ["kubectl", "delete", "namespace", NS, "--wait=false"], env=env, check=False, capture_output=True
     )
 
 
 async def run(
-    count: int, rate: float, kubeconfig: Path, operator: subprocess.Popen[bytes], work: Path, limit_s: float
+    count: int, rate: float, kubeconfig: Path, operator: ManagedProcess, work: Path, limit_s: float
 ) -> dict[str, Any]:
     await config.load_kube_config(str(kubeconfig))
     api = client.ApiClient()
@@ -301,7 +275,7 @@ def main() -> int:
             stop_operator(operator, env)
         print(json.dumps(result, indent=2))
     finally:
-        mlflow.terminate()
+        mlflow.stop()
         if cluster is not None:
             cluster.down()
     print(f"logs: {work}", file=sys.stderr)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import launch
 import pytest
 from support.mlflow_models import ModelVersionInfo
 from support.procs import ManagedProcess, free_port
@@ -50,6 +51,10 @@ class Models:
 class Operator:
     """The operator as a separate process (`python -m mlrollout.operator --standalone`)."""
 
+    log_name = "operator"
+    namespaces: tuple[str, ...] = ()  # empty: clusterwide
+    resync_seconds: str | None = "20"
+
     def __init__(self, cluster: Any, tracking_uri: str, logs: Any) -> None:
         self.cluster = cluster
         self.tracking_uri = tracking_uri
@@ -70,23 +75,12 @@ class Operator:
     def start(self) -> None:
         port = free_port()
         self.starts += 1
-        env = {**self.base_env(), "MLROLLOUT_RESYNC_SECONDS": "20"}
-        self.proc = ManagedProcess.start(
-            "operator",
-            [
-                sys.executable,
-                "-P",  # never import ./operator as the stdlib module
-                "-m",
-                "mlrollout.operator",
-                "--standalone",
-                "--liveness",
-                f"http://127.0.0.1:{port}/healthz",
-            ],
-            env=env,
-            cwd=ROOT,
-            logs=self.logs,
-        )
-        self.proc.wait_http(f"http://127.0.0.1:{port}/healthz", timeout=60)
+        env = self.base_env()
+        if self.resync_seconds is not None:
+            env["MLROLLOUT_RESYNC_SECONDS"] = self.resync_seconds
+        argv = launch.operator_argv(port, namespaces=self.namespaces)
+        self.proc = ManagedProcess.start(self.log_name, argv, env=env, cwd=ROOT, logs=self.logs)
+        self.proc.wait_http(launch.liveness_url(port), timeout=60)
 
     def kill(self) -> None:
         if self.proc is not None:

@@ -12,12 +12,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cluster.helpers import CRD, ROOT, Operator
+from cluster.helpers import CRD, Operator
 from faulty_model import register_broken
 from harness import Kube, TargetBoard, dataset_rows
 from scenario import MODEL, E2eModels, Scenario, start_prometheus
 from support.mlflow_models import train_and_register
-from support.procs import ManagedProcess, free_port
 from support.prometheus import PrometheusServer
 
 # e2e tests are named test_e2e_*, so their namespaces (see the `namespace` fixture) match this.
@@ -42,14 +41,9 @@ def rows() -> tuple[list[dict[str, float]], list[int]]:
 class E2eOperator(Operator):
     """The operator process (as tests/cluster runs it), watching only the e2e namespaces."""
 
-    def start(self) -> None:
-        port = free_port()
-        env = self.base_env()
-        argv = [sys.executable, "-P", "-m", "mlrollout.operator", "--standalone"]
-        argv += ["--namespace", E2E_NAMESPACES]
-        argv += ["--liveness", f"http://127.0.0.1:{port}/healthz"]
-        self.proc = ManagedProcess.start("operator-e2e", argv, env=env, cwd=ROOT, logs=self.logs)
-        self.proc.wait_http(f"http://127.0.0.1:{port}/healthz", timeout=60)
+    log_name = "operator-e2e"
+    namespaces = (E2E_NAMESPACES,)
+    resync_seconds = None  # the operator's default
 
 
 @pytest.fixture(scope="session")

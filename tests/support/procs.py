@@ -5,8 +5,8 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -15,22 +15,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+# free_port and log_tail live with the control plane launcher (standard library only, usable before
+# any virtualenv exists); every importer of this module already has hack/ on its path, make sure.
+_HACK = str(Path(__file__).resolve().parents[2] / "hack")
+if _HACK not in sys.path:
+    sys.path.insert(0, _HACK)
+
+from local_cluster import free_port, log_tail  # noqa: E402
+
+__all__ = ["LogSink", "ManagedProcess", "ProcessFailed", "free_port", "tail"]
+
 
 class LogSink(Protocol):
     def path(self, name: str) -> Path: ...
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def tail(path: Path, lines: int = 40) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except FileNotFoundError:
-        return f"(no log at {path})"
+    return log_tail(path, lines)
 
 
 class ProcessFailed(RuntimeError):

@@ -1,0 +1,43 @@
+"""The command lines of mlrollout's local processes, one copy for tests, demo and benchmarks."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def mlflow_server_argv(root: Path, port: int, *, workers: int = 1) -> list[str]:
+    """`mlflow server` with state under `root` (mlflow.db, artifacts/), loopback only. Clients write
+    artifacts to the local path themselves (--no-serve-artifacts), so a model version's source is a
+    plain file:// location that serving can load without the tracking server."""
+    artifacts = root / "artifacts"
+    artifacts.mkdir(parents=True, exist_ok=True)
+    return [
+        str(Path(sys.executable).parent / "mlflow"),
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--backend-store-uri",
+        f"sqlite:///{root / 'mlflow.db'}",
+        "--default-artifact-root",
+        artifacts.as_uri(),
+        "--no-serve-artifacts",
+        "--workers",
+        str(workers),
+    ]
+
+
+def operator_argv(liveness_port: int, *, namespaces: Sequence[str] = ()) -> list[str]:
+    """The operator as a process, without peering; -P so ./operator never shadows the stdlib module
+    when started from the repository root."""
+    argv = [sys.executable, "-P", "-m", "mlrollout.operator", "--standalone"]
+    for ns in namespaces:
+        argv += ["--namespace", ns]
+    return [*argv, "--liveness", liveness_url(liveness_port)]
+
+
+def liveness_url(port: int) -> str:
+    return f"http://127.0.0.1:{port}/healthz"
