@@ -56,7 +56,7 @@ lint: venv
 	$(VENV)/bin/ruff format --check operator serving hack tests benchmarks
 
 unit: venv
-	$(VENV)/bin/pytest -m "not cluster and not e2e and not image and not mlflow" $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -m "not cluster and not e2e and not image and not mlflow and not realnode" $(PYTEST_ARGS)
 
 test: setup lint typecheck
 	$(VENV)/bin/pytest $(PYTEST_ARGS)

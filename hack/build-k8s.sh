@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Build etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok from pinned
-# Go modules with the machine's Go toolchain. Results are cached under the user cache dir,
+# Build etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy, kwok and
+# CoreDNS from pinned Go modules with the machine's Go toolchain. Results are cached under the user cache dir,
 # keyed by version, so a warm run only checks that the binaries exist.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -8,10 +8,11 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$HERE/versions.env"
 
 CACHE_ROOT="${XDG_CACHE_HOME:-$HOME/.cache}/mlrollout"
-KEY="k8s-${K8S_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}"
+# r2: Kubernetes binaries carry their version (ldflags) and the node binaries joined the set.
+KEY="k8s-${K8S_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}_coredns-${COREDNS_VERSION}_r2"
 BIN="$CACHE_ROOT/$KEY/bin"
-K8S_CMDS=(kube-apiserver kube-controller-manager kube-scheduler)
-ALL=("${K8S_CMDS[@]}" etcd kwok)
+K8S_CMDS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
+ALL=("${K8S_CMDS[@]}" etcd kwok coredns)
 
 log() { echo "[build-k8s] $*" >&2; }
 
@@ -39,10 +40,10 @@ export GOFLAGS=-mod=mod GOTOOLCHAIN=local CGO_ENABLED=0
 LDFLAGS="-s -w"
 
 need() { [[ " ${missing[*]} " == *" $1 "* ]]; }
-# build DIR OUTPUT PACKAGE: go build inside the wrapper module DIR; stop with the reason on failure.
+# build DIR OUTPUT PACKAGE [LDFLAGS]: go build inside the wrapper module DIR; stop with the reason on failure.
 build() {
   log "go build $3"
-  if ! (cd "$1" && go build -trimpath -ldflags "$LDFLAGS" -o "$BIN/$2.tmp" "$3"); then
+  if ! (cd "$1" && go build -trimpath -ldflags "${4:-$LDFLAGS}" -o "$BIN/$2.tmp" "$3"); then
     log "FAILED: go build $3 (module $1, see the go output above)"
     exit 1
   fi
@@ -50,7 +51,24 @@ build() {
 }
 
 # --- Kubernetes: a wrapper module that pins every staging module to v0.Y.Z ---
-if need kube-apiserver || need kube-controller-manager || need kube-scheduler; then
+# The version variables Kubernetes' own build sets (hack/lib/version.sh), so nodes and servers report
+# the pinned version rather than v0.0.0-master.
+k8s_ldflags() {
+  local minor="${K8S_VERSION#v1.}"; minor="${minor%%.*}"
+  local out="$LDFLAGS" pkg key val
+  for pkg in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
+    for kv in "gitVersion=${K8S_VERSION}" gitMajor=1 "gitMinor=${minor}" gitTreeState=clean \
+      "gitCommit=module-${K8S_VERSION}" "buildDate=1970-01-01T00:00:00Z"; do
+      key="${kv%%=*}"; val="${kv#*=}"
+      out+=" -X '${pkg}.${key}=${val}'"
+    done
+  done
+  echo "$out"
+}
+
+k8s_missing=0
+for c in "${K8S_CMDS[@]}"; do if need "$c"; then k8s_missing=1; fi; done
+if [[ $k8s_missing -eq 1 ]]; then
   mod="$WORK/kubernetes"; mkdir -p "$mod"
   gomod_file="$(go mod download -json "k8s.io/kubernetes@${K8S_VERSION}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')"
   staging_ver="v0.${K8S_VERSION#v1.}"
@@ -71,7 +89,7 @@ if need kube-apiserver || need kube-controller-manager || need kube-scheduler; t
   echo 'package k8sbuild' > "$mod/doc.go"
   for c in "${K8S_CMDS[@]}"; do
     need "$c" || continue
-    build "$mod" "$c" "k8s.io/kubernetes/cmd/$c"
+    build "$mod" "$c" "k8s.io/kubernetes/cmd/$c" "$(k8s_ldflags)"
   done
 fi
 
@@ -89,6 +107,14 @@ if need kwok; then
   printf 'module mlrollout.local/kwokbuild\n\ngo 1.23\n\nrequire sigs.k8s.io/kwok %s\n' "$KWOK_VERSION" > "$mod/go.mod"
   echo 'package kwokbuild' > "$mod/doc.go"
   build "$mod" kwok sigs.k8s.io/kwok/cmd/kwok
+fi
+
+# --- CoreDNS: cluster DNS for the real node's pods; the module root is its main package ---
+if need coredns; then
+  mod="$WORK/coredns"; mkdir -p "$mod"
+  printf 'module mlrollout.local/corednsbuild\n\ngo 1.24\n\nrequire github.com/coredns/coredns %s\n' "$COREDNS_VERSION" > "$mod/go.mod"
+  echo 'package corednsbuild' > "$mod/doc.go"
+  build "$mod" coredns github.com/coredns/coredns
 fi
 
 for b in "${ALL[@]}"; do [[ -x "$BIN/$b" ]] || { log "missing $b after build"; exit 1; }; done

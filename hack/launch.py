@@ -30,6 +30,34 @@ def mlflow_server_argv(root: Path, port: int, *, workers: int = 1) -> list[str]:
     ]
 
 
+def mlflow_artifact_server_argv(root: Path, host: str, port: int, *, workers: int = 1) -> list[str]:
+    """`mlflow server` that also serves its artifacts (--serve-artifacts): a model version's source is
+    an mlflow-artifacts: URI, so pods that reach only the tracking server load models through it,
+    as they do from a real cluster's MLflow. Listens on `host` (the real node's bridge address)."""
+    artifacts = root / "artifacts"
+    artifacts.mkdir(parents=True, exist_ok=True)
+    return [
+        str(Path(sys.executable).parent / "mlflow"),
+        "server",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--backend-store-uri",
+        f"sqlite:///{root / 'mlflow.db'}",
+        "--serve-artifacts",
+        "--artifacts-destination",
+        str(artifacts),
+        "--default-artifact-root",
+        "mlflow-artifacts:/",
+        "--workers",
+        str(workers),
+        # Pods call it by its Service name (mlflow.mlflow); MLflow 3 checks the Host header.
+        "--allowed-hosts",
+        "*",
+    ]
+
+
 def operator_argv(liveness_port: int, *, namespaces: Sequence[str] = ()) -> list[str]:
     """The operator as a process, without peering; -P so ./operator never shadows the stdlib module
     when started from the repository root."""

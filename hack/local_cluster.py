@@ -27,15 +27,17 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import real_node
 
 HACK = Path(__file__).resolve().parent
 DEFAULT_STATE = HACK.parent / ".local" / "cluster"
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
-SERVICE_CIDR = "10.96.0.0/16"  # object addresses only: nothing ever sends traffic there
-POD_CIDR = "10.244.0.1/16"
+SERVICE_CIDR = real_node.SERVICE_CIDR  # kube-proxy programs it on the real node; kwok's never carry traffic
+POD_CIDR = "10.244.0.1/16"  # kwok's fake pod addresses (blackholed while the real node runs)
 
 
 class ClusterError(RuntimeError):
@@ -71,57 +73,41 @@ def _openssl(*args: str, cwd: Path) -> None:
         raise ClusterError(f"openssl {' '.join(args)} failed: {proc.stderr}")
 
 
+def sign_cert(pki: Path, name: str, subject: str, ext: str, ca: Path | None = None) -> None:
+    """A key and a certificate for `subject` in `pki`, signed by the CA in `ca` (default: `pki`)."""
+    ca = ca or pki
+    (pki / f"{name}.ext").write_text(ext)
+    _openssl("genrsa", "-out", f"{name}.key", "2048", cwd=pki)
+    _openssl("req", "-new", "-key", f"{name}.key", "-subj", subject, "-out", f"{name}.csr", cwd=pki)
+    _openssl(
+        "x509", "-req", "-in", f"{name}.csr", "-CA", str(ca / "ca.crt"), "-CAkey", str(ca / "ca.key"),
+        "-CAcreateserial", "-CAserial", str(ca / "ca.srl"), "-days", "3650", "-extfile", f"{name}.ext",
+        "-out", f"{name}.crt", cwd=pki,
+    )  # fmt: skip
+
+
 def make_pki(pki: Path) -> None:
-    """CA, apiserver serving cert, admin client cert (system:masters) and SA signing key."""
+    """CA, apiserver serving cert, admin client cert (system:masters), the apiserver's client cert
+    for kubelets (`kubectl logs/exec` on the real node) and the SA signing key."""
     if (pki / "admin.crt").exists():
         return
     pki.mkdir(parents=True, exist_ok=True)
     _openssl("genrsa", "-out", "ca.key", "2048", cwd=pki)
     _openssl(
-        "req",
-        "-x509",
-        "-new",
-        "-nodes",
-        "-key",
-        "ca.key",
-        "-subj",
-        "/CN=mlrollout-local-ca",
-        "-days",
-        "3650",
-        "-out",
-        "ca.crt",
-        cwd=pki,
+        "req", "-x509", "-new", "-nodes", "-key", "ca.key", "-subj", "/CN=mlrollout-local-ca",
+        "-days", "3650", "-out", "ca.crt", cwd=pki,
+    )  # fmt: skip
+    sign_cert(
+        pki,
+        "apiserver",
+        "/CN=kube-apiserver",
+        f"subjectAltName=IP:127.0.0.1,IP:10.96.0.1,IP:{real_node.NODE_IP},DNS:localhost,DNS:kubernetes,"
+        "DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local\n"
+        "extendedKeyUsage=serverAuth\n",
     )
-    (pki / "apiserver.ext").write_text(
-        "subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,"
-        "DNS:kubernetes.default,DNS:kubernetes.default.svc\n"
-        "extendedKeyUsage=serverAuth\n"
-    )
-    (pki / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
-    for name, subj, ext in (
-        ("apiserver", "/CN=kube-apiserver", "apiserver.ext"),
-        ("admin", "/O=system:masters/CN=mlrollout-admin", "client.ext"),
-    ):
-        _openssl("genrsa", "-out", f"{name}.key", "2048", cwd=pki)
-        _openssl("req", "-new", "-key", f"{name}.key", "-subj", subj, "-out", f"{name}.csr", cwd=pki)
-        _openssl(
-            "x509",
-            "-req",
-            "-in",
-            f"{name}.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "3650",
-            "-extfile",
-            ext,
-            "-out",
-            f"{name}.crt",
-            cwd=pki,
-        )
+    client = "extendedKeyUsage=clientAuth\n"
+    sign_cert(pki, "admin", "/O=system:masters/CN=mlrollout-admin", client)
+    sign_cert(pki, "apiserver-kubelet-client", "/O=system:masters/CN=kube-apiserver-kubelet-client", client)
     _openssl("genrsa", "-out", "sa.key", "2048", cwd=pki)
     _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
 
@@ -182,7 +168,19 @@ class LocalCluster:
     state: Path = DEFAULT_STATE
     nodes: int = 3
     bin_dir: Path | None = None  # None: build (or find cached) binaries from hack/build-k8s.sh
+    # A real kubelet node beside the kwok ones (needs root; one per machine, see hack/real_node.py).
+    real_node: bool = False
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    _bin_dir: Path | None = None
+    _server: str | None = None
+
+    @property
+    def components(self) -> tuple[str, ...]:
+        return COMPONENTS + (real_node.COMPONENTS if self.real_node else ())
+
+    @property
+    def node_paths(self) -> real_node.NodePaths:
+        return real_node.NodePaths(root=self.state / "node", ca=self.state / "pki" / "ca.crt")
 
     @property
     def kubeconfig(self) -> Path:
@@ -217,7 +215,7 @@ class LocalCluster:
         return pid
 
     def running(self) -> bool:
-        return all(self._alive_pid(c) for c in COMPONENTS) and self.kubeconfig.exists()
+        return all(self._alive_pid(c) for c in self.components) and self.kubeconfig.exists()
 
     def _spawn(self, component: str, argv: Sequence[str]) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -283,16 +281,29 @@ class LocalCluster:
         return proc
 
     # --- lifecycle ---
-    def up(self, timeout: float = 120) -> None:
-        if self.running():
+    def up(self, timeout: float = 120, *, join_node: bool = True) -> None:
+        """Start the control plane and kwok nodes; with `real_node`, also the real node unless
+        `join_node` is False (then `join_real_node()` adds it later, e.g. only when a test needs it)."""
+        if self.running() or (self.real_node and not join_node and self._control_plane_running()):
             return
         self.down()  # a half-dead previous run: clear it out first
+        if self.real_node:
+            missing = real_node.missing_prerequisites()
+            if missing:
+                raise ClusterError("a real node needs: " + "; ".join(missing))
         bin_dir = self.bin_dir or build_binaries()
         b = {c: str(bin_dir / c) for c in COMPONENTS}
         pki = self.state / "pki"
         make_pki(pki)
-        etcd_port, etcd_peer, api_port = free_port(), free_port(), free_port()
-        server = f"https://127.0.0.1:{api_port}"
+        # With a real node the apiserver listens on the node's bridge address, which pods reach
+        # (through the `kubernetes` Service); without one, on loopback only.
+        api_host = "127.0.0.1"
+        if self.real_node:
+            real_node.claim(self.state, os.getpid())
+            real_node.setup_network()
+            api_host = real_node.NODE_IP
+        etcd_port, etcd_peer, api_port = free_port(), free_port(), real_node.free_port_on(api_host)
+        server = f"https://{api_host}:{api_port}"
         self.kubeconfig.write_text(kubeconfig_text(server, pki))
         started = time.monotonic()
 
@@ -318,11 +329,10 @@ class LocalCluster:
             [
                 b["kube-apiserver"],
                 f"--etcd-servers=http://127.0.0.1:{etcd_port}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                f"--bind-address={api_host}",
+                f"--advertise-address={api_host}",
                 f"--secure-port={api_port}",
-                # Loopback endpoints are invalid for the `kubernetes` Service: skip reconciling it.
-                "--endpoint-reconciler-type=none",
+                *self._apiserver_node_flags(pki),
                 f"--client-ca-file={pki / 'ca.crt'}",
                 f"--tls-cert-file={pki / 'apiserver.crt'}",
                 f"--tls-private-key-file={pki / 'apiserver.key'}",
@@ -394,6 +404,80 @@ class LocalCluster:
         self.kubectl("apply", "-f", "-", input=nodes)
         self._wait("kwok", self._nodes_ready, timeout - (time.monotonic() - started))
         self._wait("kube-controller-manager", self._default_sa_exists, 60)
+        self._bin_dir, self._server = bin_dir, server
+        if self.real_node and join_node:
+            self.join_real_node()
+
+    def _control_plane_running(self) -> bool:
+        return all(self._alive_pid(c) for c in COMPONENTS) and self.kubeconfig.exists()
+
+    def join_real_node(self) -> None:
+        """Start containerd, kubelet, kube-proxy and CoreDNS (idempotent once they run)."""
+        if not self.real_node:
+            raise ClusterError("this cluster was started without --real-node")
+        if all(self._alive_pid(c) for c in real_node.COMPONENTS) and self._real_node_ready():
+            return
+        self._start_real_node(self._bin_dir or self.bin_dir or build_binaries(), self._server_url())
+
+    def _server_url(self) -> str:
+        if self._server:
+            return self._server
+        config = json.loads(self.kubeconfig.read_text())
+        return str(config["clusters"][0]["cluster"]["server"])
+
+    def _apiserver_node_flags(self, pki: Path) -> list[str]:
+        if not self.real_node:
+            # Loopback endpoints are invalid for the `kubernetes` Service: skip reconciling it.
+            return ["--endpoint-reconciler-type=none"]
+        return [
+            # kubectl logs/exec: the apiserver calls the kubelet as a client it authorizes, and
+            # checks the kubelet's serving certificate against the cluster CA.
+            f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
+            f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
+            f"--kubelet-certificate-authority={pki / 'ca.crt'}",
+            "--kubelet-preferred-address-types=InternalIP",
+            # Namespaces can place their pods on the real node (annotations), as dedicated-node
+            # clusters do, without every workload spelling out tolerations.
+            "--enable-admission-plugins=NodeRestriction,PodNodeSelector,PodTolerationRestriction",
+        ]
+
+    def _start_real_node(self, bin_dir: Path, server: str) -> None:
+        import node_images
+
+        paths = self.node_paths
+        real_node.node_pki(paths, lambda d, n, subj, ext: sign_cert(d, n, subj, ext, ca=self.state / "pki"))
+        ports = real_node.NodePorts(
+            kubelet=real_node.free_port_on(real_node.NODE_IP),
+            kubelet_healthz=free_port(),
+            proxy_healthz=free_port(),
+            proxy_metrics=free_port(),
+        )
+        real_node.write_configs(paths, server, ports)
+        self._spawn("containerd", real_node.containerd_argv(paths))
+        self._wait("containerd", real_node.containerd_answers, 30)
+        real_node.update_owner_pid(self.state, self.procs["containerd"].pid)  # lives as long as the node
+        node_images.ensure_system_images(bin_dir, coredns_version())
+        self._spawn("kubelet", real_node.kubelet_argv(bin_dir, paths))
+        self._spawn("kube-proxy", real_node.kube_proxy_argv(bin_dir, paths))
+        self._wait("kubelet", self._real_node_ready, 90)
+        self.kubectl(
+            "apply", "-f", "-", input=real_node.dns_manifests(node_images.coredns_ref(coredns_version()))
+        )
+        self._wait("kubelet", self._dns_ready, 90)
+
+    def _real_node_ready(self) -> bool:
+        out = self.kubectl(
+            "get", "node", real_node.NODE_NAME, "-o",
+            'jsonpath={.status.conditions[?(@.type=="Ready")].status}', check=False,
+        ).stdout  # fmt: skip
+        return out.strip() == "True"
+
+    def _dns_ready(self) -> bool:
+        out = self.kubectl(
+            "-n", "kube-system", "get", "deployment", "coredns", "-o", "jsonpath={.status.readyReplicas}",
+            check=False,
+        ).stdout  # fmt: skip
+        return out.strip() == "1"
 
     def _nodes_ready(self) -> bool:
         out = self.kubectl(
@@ -409,7 +493,42 @@ class LocalCluster:
         return self.kubectl("get", "serviceaccount", "default", "-n", "default", check=False).returncode == 0
 
     def down(self) -> None:
-        for component in reversed(COMPONENTS):
+        node_running = any(self._alive_pid(c) for c in real_node.COMPONENTS)
+        if self.real_node or node_running or (self.state / "node").exists():
+            self._stop_real_node()
+        self._stop(reversed(COMPONENTS))
+
+    def _stop_real_node(self) -> None:
+        """Pods first (so their containers stop cleanly), then kubelet, containers, containerd,
+        mounts, kube-proxy's rules and the bridge: the order that leaves nothing behind."""
+        if self._alive_pid("kubelet") and self._alive_pid("kube-apiserver"):
+            # Nothing may recreate pods while the node drains.
+            self._stop(["kube-controller-manager", "kube-scheduler"])
+            self.kubectl(
+                "delete", "pods", "--all-namespaces", "--all",
+                f"--field-selector=spec.nodeName={real_node.NODE_NAME}",
+                "--wait=true", "--timeout=60s", check=False, timeout=90,
+            )  # fmt: skip
+        self._stop(["kube-proxy", "kubelet"])
+        if real_node.owned_by_other(self.state):
+            self._stop(["containerd"])
+            return  # the machine-wide clean-up below would hit the other cluster's node
+        real_node.kill_containers()
+        self._stop(["containerd"])
+        bin_dir = self.bin_dir or Path(
+            subprocess.run(
+                ["bash", str(HACK / "build-k8s.sh"), "--print-bin"],
+                capture_output=True,
+                text=True,
+                check=False,
+            ).stdout.strip()
+            or "/nonexistent"
+        )
+        real_node.clear_leftovers(self.state / "node", kube_proxy=bin_dir / "kube-proxy")
+        real_node.release(self.state)
+
+    def _stop(self, components: Iterable[str]) -> None:
+        for component in components:
             pid = self._alive_pid(component)
             proc = self.procs.pop(component, None)
             if pid is None and proc is None:
@@ -437,6 +556,13 @@ class LocalCluster:
             self._pidfile(component).unlink(missing_ok=True)
 
 
+def coredns_version() -> str:
+    for line in (HACK / "versions.env").read_text().splitlines():
+        if line.startswith("COREDNS_VERSION="):
+            return line.split("=", 1)[1].strip()
+    raise ClusterError("COREDNS_VERSION missing from hack/versions.env")
+
+
 def _http_ok(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as resp:
@@ -454,8 +580,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--state", type=Path, default=Path(os.environ.get("MLROLLOUT_CLUSTER_STATE", DEFAULT_STATE))
     )
     parser.add_argument("--nodes", type=int, default=3)
+    parser.add_argument(
+        "--real-node",
+        action="store_true",
+        default=os.environ.get("MLROLLOUT_REAL_NODE") == "1",
+        help="also run a real kubelet node (root; containerd, CNI, kube-proxy, CoreDNS)",
+    )
     args = parser.parse_args(argv)
-    cluster = LocalCluster(state=args.state.resolve(), nodes=args.nodes)
+    state = args.state.resolve()
+    # `status`/`down` find a node started by an earlier `up --real-node` from its state.
+    real = args.real_node or (state / "node").exists()
+    cluster = LocalCluster(state=state, nodes=args.nodes, real_node=real)
     try:
         if args.command == "build":
             print(build_binaries())
@@ -469,13 +604,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "env":
             print(f"export KUBECONFIG={cluster.kubeconfig}")
         elif args.command == "status":
-            for c in COMPONENTS:
+            for c in cluster.components:
                 pid = cluster._alive_pid(c)
                 print(f"{c:26} {'running pid ' + str(pid) if pid else 'stopped'}")
             return 0 if cluster.running() else 1
         else:
             cluster.down()
-    except ClusterError as exc:
+    except (ClusterError, real_node.NodeError) as exc:
         print(f"local-cluster: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -21,6 +21,7 @@ sys.path.insert(0, str(ROOT / "hack"))
 sys.path.insert(0, str(ROOT / "tests"))
 
 import launch  # noqa: E402
+import real_node  # noqa: E402
 from local_cluster import ClusterError, LocalCluster  # noqa: E402
 from support.ci import unavailable  # noqa: E402
 from support.procs import ManagedProcess, ProcessFailed, free_port, tail  # noqa: E402
@@ -83,13 +84,16 @@ def cluster(component_logs: ComponentLogs, request: pytest.FixtureRequest) -> It
         yield _ExternalCluster(Path(existing))
         return
     state = Path(tempfile.mkdtemp(prefix="mlrollout-cluster-"))
-    local = LocalCluster(state=state, nodes=3)
+    # The real node joins only when a real-pod test asks for it (tests/realnode's `node` fixture), but
+    # the control plane must be started for it: its apiserver then listens on the node's bridge.
+    wants_node = any(item.get_closest_marker("realnode") for item in request.session.items)
+    local = LocalCluster(state=state, nodes=3, real_node=wants_node and not real_node.missing_prerequisites())
     for component in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"):
         component_logs.register(component, local.log_path(component))
     t0 = time.monotonic()
     try:
-        local.up()
-    except ClusterError as exc:
+        local.up(join_node=False)
+    except (ClusterError, real_node.NodeError) as exc:
         local.down()
         unavailable(f"local Kubernetes control plane: {exc}")
     print(f"\n[cluster] up in {time.monotonic() - t0:.1f}s at {local.kubeconfig}", file=sys.stderr)

@@ -1,0 +1,3 @@
+module mlrollout.local/pause
+
+go 1.23
