@@ -1,5 +1,6 @@
-"""A real Prometheus (Debian's `prometheus` package) for tests: generated config, loopback only,
-temp storage, 1s scrapes, targets given as file-based service discovery so they can change live.
+"""A real Prometheus 3 (built from its Go module by hack/build-prometheus.sh) for tests: generated
+config, loopback only, temp storage, 1s scrapes, targets given as file-based service discovery so they
+can change live.
 
     prom = PrometheusServer()
     prom.start([ScrapeTarget("127.0.0.1:9101", {"namespace": "ns", "model_deployment": "md",
@@ -16,7 +17,6 @@ Target labels stand in for what the install manifests' scrape config derives fro
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -32,7 +32,10 @@ from .procs import ManagedProcess, free_port, tail
 
 
 class PrometheusUnavailable(RuntimeError):
-    """No prometheus binary: install it with hack/install-prometheus.sh."""
+    """hack/build-prometheus.sh could not build Prometheus; the message carries its output.
+
+    Callers hand it to support.ci.unavailable(), which fails the test under CI=true.
+    """
 
 
 @dataclass(frozen=True)
@@ -41,13 +44,27 @@ class ScrapeTarget:
     labels: Mapping[str, str] = field(default_factory=dict)
 
 
+def _built(tool: str) -> str:
+    # hack/ is on sys.path (support.procs puts it there); imported here so that stays true.
+    from prometheus_build import PrometheusBuildError, build_prometheus
+
+    try:
+        return str(build_prometheus() / tool)
+    except PrometheusBuildError as exc:
+        raise PrometheusUnavailable(str(exc)) from exc
+
+
 def find_binary() -> str:
-    candidate = os.environ.get("MLROLLOUT_PROMETHEUS") or shutil.which("prometheus") or "/usr/bin/prometheus"
-    if not Path(candidate).is_file():
-        raise PrometheusUnavailable(
-            "no prometheus binary (set MLROLLOUT_PROMETHEUS or run hack/install-prometheus.sh)"
-        )
-    return candidate
+    """Path of the Prometheus 3 built by hack/build-prometheus.sh (building it on first use).
+
+    No fallback: a system package's Prometheus is never used.
+    """
+    return _built("prometheus")
+
+
+def find_promtool() -> str:
+    """Path of the matching promtool (same build)."""
+    return _built("promtool")
 
 
 @dataclass
