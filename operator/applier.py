@@ -1,11 +1,12 @@
 """Carry a Plan out: children first (so status never claims what does not exist), then status
-(only when it changed), then Events and registry tags. Every call is idempotent."""
+(once, only when it changed), then Events, registry tags and alias moves. Every call is idempotent."""
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from mlrollout.operator import children
@@ -18,6 +19,14 @@ from mlrollout.operator.spec import Spec
 log = logging.getLogger(__name__)
 
 PostEvent = Callable[[Event], None]
+
+
+@dataclass
+class ServiceMemory:
+    """The digest of the Service manifest last applied *successfully* (per ModelDeployment, in
+    memory): an unchanged manifest is not re-applied, a failed apply is retried next pass."""
+
+    digest: str = ""
 
 
 def status_changed(current: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:
@@ -35,7 +44,7 @@ def status_changed(current: Mapping[str, Any] | None, new: Mapping[str, Any]) ->
 def pod_relabels(deployments: Sequence[DesiredDeployment], pods: Sequence[PodObs]) -> list[tuple[str, str]]:
     """(pod, track) for pods whose track label lags their Deployment's role. Labelling pods in
     place keeps metrics' `track` right after a promotion without restarting anything."""
-    track = {(d.version, d.revision): d.track for d in deployments}
+    track = {(d.version, d.revision): d.track for d in deployments if not d.draining}
     out: list[tuple[str, str]] = []
     for pod in pods:
         want = track.get((pod.version, pod.revision))
@@ -54,7 +63,7 @@ async def apply_plan(
     pods: Sequence[PodObs],
     post_event: PostEvent,
     registry: Registry | None,
-    service_applied: Callable[[str], Awaitable[bool]],
+    service: ServiceMemory,
 ) -> None:
     meta = md["metadata"]
     namespace, name = meta["namespace"], meta["name"]
@@ -62,13 +71,16 @@ async def apply_plan(
     for want in plan.deployments:
         have = observed.get(want.name)
         if have is None:
-            await kube.apply_deployment(children.deployment(md, spec, want))
+            if not want.draining:
+                await kube.apply_deployment(children.deployment(md, spec, want))
         elif have.replicas != want.replicas or have.track != want.track:
             await kube.scale_deployment(namespace, want.name, want.replicas, want.track)
     if plan.deployments:
         svc = children.service(md, spec)
-        if not await service_applied(json.dumps(svc, sort_keys=True)):
+        digest = json.dumps(svc, sort_keys=True)
+        if service.digest != digest:
             await kube.apply_service(svc)
+            service.digest = digest  # only after the apply succeeded
     for gone in plan.delete:
         await kube.delete_deployment(namespace, gone)
     for pod, track in pod_relabels(plan.deployments, pods):
@@ -80,12 +92,21 @@ async def apply_plan(
 
     for event in plan.events:
         post_event(event)
+    if registry is None:
+        return
     for tag in plan.tags:
-        if registry is None:
-            break
         try:
             await registry.tag(spec.model.name, tag.version, tag.key, tag.value)
         except Exception as exc:  # a tag is a courtesy; never block the rollout on it
             log.warning(
                 "could not tag %s version %s %s=%s: %s", spec.model.name, tag.version, tag.key, tag.value, exc
             )
+    for move in plan.aliases:
+        try:
+            await registry.set_alias(spec.model.name, move.alias, move.version)
+        except Exception as exc:  # serving is already right; say so loudly, never undo a promotion
+            message = (
+                f"could not move alias {move.alias!r} of {spec.model.name} to version {move.version}: {exc}"
+            )
+            log.warning("%s", message)
+            post_event(Event("Warning", "AliasMoveFailed", message[:1024]))

@@ -2,8 +2,11 @@
 re-runs it when the plan asks (pause timers, waiting on pods, alias refresh) or when an owned
 Deployment changes. Handlers stay thin: observe, plan (pure), apply.
 
+Canary analysis is one more observation: `AnalysisRunner.tick` says whether a run is due and runs
+it; the planner decides what to record and announce; the applier writes status once.
+
 Run: `python -m mlrollout.operator --standalone`
-  or: `kopf run -m mlrollout.operator.handlers --all-namespaces [--standalone | --peering NAME]`.
+  or: `python -m mlrollout.operator --peering NAME` (HA; a random priority per replica).
 """
 
 from __future__ import annotations
@@ -14,18 +17,19 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 import kopf
 import prometheus_client
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
-from mlrollout.operator.analysis import PrometheusClient
-from mlrollout.operator.applier import apply_plan
-from mlrollout.operator.canary_analysis import analysis_metrics, run_if_due
+from mlrollout.operator.analysis.metrics import AnalysisMetrics
+from mlrollout.operator.analysis.runner import AnalysisRunner
+from mlrollout.operator.applier import ServiceMemory, apply_plan
 from mlrollout.operator.children import LABEL_MD
 from mlrollout.operator.kube import Kube
-from mlrollout.operator.model import AnalysisResult, Condition, Observed, RegistryFailure, Resolution, Status
+from mlrollout.operator.model import Condition, Observed, RegistryFailure, Resolution, Status
 from mlrollout.operator.planner import Event, needs_resolution, plan
 from mlrollout.operator.registry import RegistryPool
 from mlrollout.operator.spec import GROUP, PLURAL, VERSION, InvalidSpec, parse_spec
@@ -44,14 +48,20 @@ class ObjectState:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     next_delay: float = IDLE_SECONDS
-    service_hash: str = ""
+    service: ServiceMemory = field(default_factory=ServiceMemory)
+
+
+@cache
+def analysis_metrics() -> AnalysisMetrics:
+    """One set per process: prometheus_client refuses to register the same names twice."""
+    return AnalysisMetrics()
 
 
 @dataclass
 class Runtime:
     kube: Kube
     registries: RegistryPool
-    prometheus: dict[str, PrometheusClient] = field(default_factory=dict)
+    analysis: AnalysisRunner
     objects: dict[tuple[str, str], ObjectState] = field(default_factory=dict)
 
     def state(self, namespace: str, name: str) -> ObjectState:
@@ -92,7 +102,11 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         logging.getLogger(__name__).info("metrics on http://%s:%s/metrics", address, metrics_port)
     api = client.ApiClient()
     _Process.runtime = Runtime(
-        kube=Kube(api), registries=RegistryPool(os.environ.get("MLROLLOUT_TRACKING_URI"))
+        kube=Kube(api),
+        registries=RegistryPool(os.environ.get("MLROLLOUT_TRACKING_URI")),
+        analysis=AnalysisRunner(
+            analysis_metrics(), default_prometheus=os.environ.get("MLROLLOUT_PROMETHEUS_URL")
+        ),
     )
 
 
@@ -106,8 +120,7 @@ async def forget_metrics(namespace: str | None, name: str | None, **_: Any) -> N
 @kopf.on.cleanup()
 async def close_clients(**_: Any) -> None:
     if _Process.runtime is not None:
-        for client_ in _Process.runtime.prometheus.values():
-            await client_.close()
+        await _Process.runtime.analysis.close()
         await _Process.runtime.registries.close()
 
 
@@ -159,36 +172,17 @@ async def reconcile(body: kopf.Body, *, raise_invalid: bool) -> float | None:
         answer, (deployments, pods) = await asyncio.gather(
             ask_registry(), rt.kube.observe(namespace, name, with_pods=with_pods)
         )
-        last_analysis = (current.get("status") or {}).get("lastAnalysis")
-        run = await run_if_due(
-            namespace,
-            name,
-            raw_spec=spec.analysis,
-            status=status,
-            last_record=last_analysis,
-            now=now,
-            clients=rt.prometheus,
-        )
-        if run.record is not None:
-            await rt.kube.patch_status(namespace, name, {"lastAnalysis": run.record})
-            last_analysis = run.record
-        if run.event is not None:
-            kopf.event(body, type=run.event[0], reason=run.event[1], message=run.event[2][:1024])
+        # Analysis is an observation like the others: a fresh result when one is due (or why the
+        # spec is unusable); the plan decides whether it is recorded and what is announced.
+        tick = await rt.analysis.tick(namespace, name, spec.analysis, status, now)
         observed = Observed(
             now=now,
             generation=int(meta.get("generation") or 0),
             deployments=deployments,
             registry=answer,
-            analysis=AnalysisResult.from_dict(last_analysis),
+            analysis=tick.result,
         )
         decided = plan(name, spec, status, observed)
-
-        async def service_applied(digest: str) -> bool:
-            if st.service_hash == digest:
-                return True
-            st.service_hash = digest
-            return False
-
         await apply_plan(
             rt.kube,
             current,
@@ -198,14 +192,15 @@ async def reconcile(body: kopf.Body, *, raise_invalid: bool) -> float | None:
             pods=pods,
             post_event=_post(body),
             registry=registry,
-            service_applied=service_applied,
+            service=st.service,
         )
         if decided.events:
             log.info(
                 "%s/%s: %s", namespace, name, "; ".join(f"{e.reason}: {e.message}" for e in decided.events)
             )
-        if decided.status.canary is not None and run.next_in is not None:
-            return run.next_in if decided.requeue_after is None else min(decided.requeue_after, run.next_in)
+        due = tick.retry_in_seconds if decided.status.canary is not None else None
+        if due is not None:
+            return due if decided.requeue_after is None else min(decided.requeue_after, due)
         return decided.requeue_after
 
 

@@ -13,6 +13,9 @@ from typing import Any, Literal
 
 Phase = Literal["Pending", "Rejected", "Progressing", "Paused", "Promoted", "RolledBack", "Degraded"]
 Verdict = Literal["Passed", "Failed", "Inconclusive"]
+# Why a rollout is Paused (status.pauseReason): the planner branches on this, never on messages.
+PauseReason = Literal["User", "PauseStep", "AnalysisInconclusive", "AnalysisInvalid"]
+PAUSE_REASONS: tuple[PauseReason, ...] = ("User", "PauseStep", "AnalysisInconclusive", "AnalysisInvalid")
 
 
 def fmt_time(t: datetime | None) -> str | None:
@@ -232,6 +235,71 @@ class Condition:
 
 
 @dataclass(frozen=True)
+class AnalysisResult:
+    """One canary analysis run (status.lastAnalysis). It belongs to one canary revision (version +
+    pod template) and counts only when taken after that canary started: `belongs_to`."""
+
+    verdict: Verdict
+    canary_version: str
+    evaluated_at: datetime
+    message: str = ""
+    action: str | None = None  # Proceed | Hold | Rollback (the analysis' own failureLimit bookkeeping)
+    canary_revision: str = ""  # the canary's pod-template hash (Track.serving_hash)
+    record: Mapping[str, Any] = field(default_factory=dict)  # the whole status.lastAnalysis object
+    verdict_changed: bool = False  # a fresh run whose verdict differs from the previous run's
+
+    @property
+    def wants_rollback(self) -> bool:
+        return self.action == "Rollback" or (self.action is None and self.verdict == "Failed")
+
+    def belongs_to(self, canary: Track | None, since: datetime | None) -> bool:
+        """About this canary revision, and taken since it started (None: no start time known)."""
+        return (
+            canary is not None
+            and self.canary_version == canary.version
+            and self.canary_revision == canary.serving_hash
+            and (since is None or self.evaluated_at >= since)
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as read or made by the analysis (its measurements included)."""
+        base = {
+            "canaryVersion": self.canary_version,
+            "canaryRevision": self.canary_revision or None,
+            "verdict": self.verdict,
+            "evaluatedAt": fmt_time(self.evaluated_at),
+            "message": self.message,
+            "action": self.action,
+        }
+        return {**base, **self.record}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None) -> AnalysisResult | None:
+        if not d:
+            return None
+        verdict = d.get("verdict")
+        at = parse_time(d.get("evaluatedAt"))
+        if verdict not in ("Passed", "Failed", "Inconclusive") or at is None:
+            return None
+        return cls(
+            verdict=verdict,
+            canary_version=str(d.get("canaryVersion", "")),
+            evaluated_at=at,
+            message=str(d.get("message", "")),
+            action=str(d["action"]) if d.get("action") else None,
+            canary_revision=str(d.get("canaryRevision") or ""),
+            record=dict(d),
+        )
+
+
+@dataclass(frozen=True)
+class AnalysisInvalid:
+    """spec.rollout.analysis cannot be used (the message names the field): a condition, not a loop."""
+
+    message: str
+
+
+@dataclass(frozen=True)
 class Status:
     phase: Phase = "Pending"
     message: str = ""
@@ -244,6 +312,9 @@ class Status:
     canary_not_ready_since: datetime | None = None
     stable_not_ready_since: datetime | None = None
     last_intent_id: str | None = None
+    pause_reason: PauseReason | None = None
+    canary_started_at: datetime | None = None  # analysis results older than this are not about it
+    last_analysis: AnalysisResult | None = None
     abandoned: Abandoned | None = None
     resolved: Resolution | None = None
     history: tuple[HistoryEntry, ...] = ()
@@ -274,6 +345,9 @@ class Status:
             "canaryNotReadySince": fmt_time(self.canary_not_ready_since),
             "stableNotReadySince": fmt_time(self.stable_not_ready_since),
             "lastIntentId": self.last_intent_id,
+            "pauseReason": self.pause_reason,
+            "canaryStartedAt": fmt_time(self.canary_started_at),
+            "lastAnalysis": self.last_analysis.to_dict() if self.last_analysis else None,
             "abandoned": self.abandoned.to_dict() if self.abandoned else None,
             "resolved": self.resolved.to_dict() if self.resolved else None,
             "history": [h.to_dict() for h in self.history],
@@ -298,11 +372,18 @@ class Status:
             canary_not_ready_since=parse_time(d.get("canaryNotReadySince")),
             stable_not_ready_since=parse_time(d.get("stableNotReadySince")),
             last_intent_id=d.get("lastIntentId"),
+            pause_reason=_pause_reason(d.get("pauseReason")),
+            canary_started_at=parse_time(d.get("canaryStartedAt")),
+            last_analysis=AnalysisResult.from_dict(d.get("lastAnalysis")),
             abandoned=Abandoned.from_dict(d.get("abandoned")),
             resolved=Resolution.from_dict(d.get("resolved")),
             history=tuple(HistoryEntry.from_dict(h) for h in d.get("history") or []),
             conditions=tuple(Condition.from_dict(c) for c in d.get("conditions") or []),
         )
+
+
+def _pause_reason(value: Any) -> PauseReason | None:
+    return next((r for r in PAUSE_REASONS if r == value), None)
 
 
 @dataclass(frozen=True)
@@ -330,37 +411,6 @@ class PodObs:
 
 
 @dataclass(frozen=True)
-class AnalysisResult:
-    """The latest canary analysis verdict (written to status.lastAnalysis by the analysis controller)."""
-
-    verdict: Verdict
-    canary_version: str
-    evaluated_at: datetime
-    message: str = ""
-    action: str | None = None  # Proceed | Hold | Rollback (the analysis' own failureLimit bookkeeping)
-
-    @property
-    def wants_rollback(self) -> bool:
-        return self.action == "Rollback" or (self.action is None and self.verdict == "Failed")
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any] | None) -> AnalysisResult | None:
-        if not d:
-            return None
-        verdict = d.get("verdict")
-        at = parse_time(d.get("evaluatedAt"))
-        if verdict not in ("Passed", "Failed", "Inconclusive") or at is None:
-            return None
-        return cls(
-            verdict=verdict,
-            canary_version=str(d.get("canaryVersion", "")),
-            evaluated_at=at,
-            message=str(d.get("message", "")),
-            action=str(d["action"]) if d.get("action") else None,
-        )
-
-
-@dataclass(frozen=True)
 class Observed:
     """Everything the planner may look at besides spec and status. `registry` is None when the
     applier did not ask the registry this time (see planner.needs_resolution)."""
@@ -369,4 +419,6 @@ class Observed:
     generation: int
     deployments: Mapping[str, DeploymentObs] = field(default_factory=dict)
     registry: Resolution | RegistryFailure | None = None
-    analysis: AnalysisResult | None = None
+    # A fresh analysis run taken this reconcile (None: none was due), or why the analysis spec is
+    # unusable. The planner decides whether to record it in status.lastAnalysis and what to announce.
+    analysis: AnalysisResult | AnalysisInvalid | None = None

@@ -27,6 +27,8 @@ class Registry(Protocol):
 
     async def tag(self, name: str, version: str, key: str, value: str) -> None: ...
 
+    async def set_alias(self, name: str, alias: str, version: str) -> None: ...
+
 
 class RegistryError(Exception):
     def __init__(self, message: str, *, status: int | None = None, code: str = "") -> None:
@@ -147,6 +149,14 @@ class MlflowRegistry:
             "POST",
             "model-versions/set-tag",
             body={"name": name, "version": version, "key": key, "value": value},
+        )
+
+    async def set_alias(self, name: str, alias: str, version: str) -> None:
+        """Point `alias` at `version` (MLflow moves it if it pointed elsewhere; idempotent)."""
+        await self._call(
+            "POST",
+            "registered-models/alias",
+            body={"name": name, "alias": alias, "version": version},
         )
 
 

@@ -20,6 +20,7 @@ KIND = "ModelDeployment"
 
 _DURATION = re.compile(r"^([0-9]{1,6})(s|m|h)$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600}
+_ALIAS = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,254}$")  # MLflow: not "latest", not like "v12"
 
 DEFAULT_STEPS: tuple[Mapping[str, Any], ...] = (
     {"setWeight": 10},
@@ -116,6 +117,7 @@ class Spec:
     history_limit: int = 3
     intent: Intent | None = None
     analysis: Mapping[str, Any] | None = None  # spec.rollout.analysis, parsed by mlrollout.operator.analysis
+    promote_alias: str | None = None  # spec.rollout.promoteAlias: MLflow alias moved to each promoted version
 
 
 def _obj(value: Any, name: str) -> Mapping[str, Any]:
@@ -255,6 +257,9 @@ def parse_spec(raw: Mapping[str, Any]) -> Spec:
         raise InvalidSpec("spec.rollout.analysis: expected an object")
     if analysis is None and any(isinstance(s, Analysis) for s in steps):
         raise InvalidSpec("spec.rollout.analysis is required when a step is an analysis step")
+    promote_alias = _str(rollout.get("promoteAlias"), "spec.rollout.promoteAlias")
+    if promote_alias is not None and not _ALIAS.match(promote_alias):
+        raise InvalidSpec(f"spec.rollout.promoteAlias: {promote_alias!r} is not an MLflow alias name")
     registry = _obj(raw.get("registry"), "spec.registry")
     paused = raw.get("paused", False)
     if not isinstance(paused, bool):
@@ -275,4 +280,5 @@ def parse_spec(raw: Mapping[str, Any]) -> Spec:
         history_limit=_int(raw.get("revisionHistoryLimit"), "spec.revisionHistoryLimit", 0, 20, 3),
         intent=intent,
         analysis=analysis,
+        promote_alias=promote_alias,
     )

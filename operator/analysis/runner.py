@@ -1,6 +1,10 @@
-"""The glue an analysis timer needs, without kopf: decide whether a run is due, run it, and say what to
-write to status and which Event to emit. One runner per operator process; it pools HTTP connections
-across ModelDeployments and keeps one client per Prometheus address.
+"""The one path from an analysis spec to an analysis *observation*: decide whether a run is due
+(`schedule.next_analysis`, pure), query Prometheus and judge (`analyze`), record the operator's
+own metrics, and hand back the result. It writes nothing and posts nothing: the planner decides
+whether the result is recorded in status.lastAnalysis and which Events announce it.
+
+One runner per operator process; it pools HTTP connections across ModelDeployments and keeps one
+client per Prometheus address.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 import aiohttp
+from mlrollout.operator.model import AnalysisInvalid, AnalysisResult, Status
 
 from .analyze import analyze
 from .judge import AnalysisOutcome
@@ -22,14 +27,30 @@ from .schedule import Due, next_analysis
 
 @dataclass(frozen=True)
 class Tick:
-    """What one timer tick produced. Write `last_analysis` to status.lastAnalysis when set; emit
-    `event` (type, reason, message) when set; come back after `retry_in_seconds` (None: on change)."""
+    """What one look produced: a fresh `result` (or why the spec is unusable), when to look again
+    (`retry_in_seconds`, None: on change) and a note for logs."""
 
     outcome: AnalysisOutcome | None
-    last_analysis: dict[str, Any] | None
-    event: tuple[str, str, str] | None
+    result: AnalysisResult | AnalysisInvalid | None
     retry_in_seconds: float | None
     note: str
+
+
+def to_result(outcome: AnalysisOutcome, canary_version: str, canary_revision: str) -> AnalysisResult:
+    """The outcome as the typed status.lastAnalysis record (pure)."""
+    record = {**outcome.to_status(canary_version), "canaryRevision": canary_revision or None}
+    result = AnalysisResult.from_dict(record)
+    assert result is not None  # to_status always writes a verdict and evaluatedAt
+    return AnalysisResult(
+        verdict=result.verdict,
+        canary_version=result.canary_version,
+        evaluated_at=result.evaluated_at,
+        message=result.message,
+        action=result.action,
+        canary_revision=result.canary_revision,
+        record=result.record,
+        verdict_changed=outcome.verdict_changed,
+    )
 
 
 class AnalysisRunner:
@@ -57,28 +78,25 @@ class AnalysisRunner:
         return self._clients[key]
 
     async def tick(
-        self,
-        namespace: str,
-        name: str,
-        spec: Mapping[str, Any],
-        status: Mapping[str, Any] | None,
-        now: datetime,
+        self, namespace: str, name: str, raw: Mapping[str, Any] | None, status: Status, now: datetime
     ) -> Tick:
-        """Raises AnalysisSpecError for an invalid spec.rollout.analysis; never for Prometheus trouble."""
-        due = next_analysis(namespace, name, spec, status, now, default_prometheus=self.default_prometheus)
+        """Never raises for Prometheus trouble (that is an Inconclusive result) nor for a bad spec
+        (that is an AnalysisInvalid result)."""
+        due = next_analysis(namespace, name, raw, status, now, default_prometheus=self.default_prometheus)
+        if isinstance(due, AnalysisInvalid):
+            return Tick(None, due, None, f"invalid analysis spec: {due.message}")
         if not isinstance(due, Due):
-            return Tick(None, None, None, due.retry_in_seconds, due.reason)
+            return Tick(None, None, due.retry_in_seconds, due.reason)
         client = self._client(due.spec.prometheus_address, due.spec.timeout_seconds)
         outcome = await analyze(client, due.spec, due.target, due.state, now=now, names=self.names)
         if self.metrics is not None:
             self.metrics.record(due.target, outcome)
-        canary_version = due.target.canary_version or ""
+        version = due.target.canary_version or ""
         return Tick(
             outcome=outcome,
-            last_analysis=outcome.to_status(canary_version),
-            event=outcome.event() if outcome.verdict_changed else None,
+            result=to_result(outcome, version, due.canary_revision),
             retry_in_seconds=due.spec.interval_seconds,
-            note=f"analysis of canary {canary_version}: {outcome.verdict.value}, {outcome.action.value}",
+            note=f"analysis of canary {version}: {outcome.verdict.value}, {outcome.action.value}",
         )
 
     def forget(self, namespace: str, name: str) -> None:

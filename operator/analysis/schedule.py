@@ -1,6 +1,9 @@
-"""Whether a ModelDeployment needs an analysis run now, read from its spec and status (pure).
+"""Whether a ModelDeployment needs an analysis run now, from its spec and typed status (pure).
 
-The analysis timer calls `next_analysis` on every tick; only a `Due` answer costs Prometheus queries.
+The operator asks `next_analysis` on every reconcile; only a `Due` answer costs Prometheus queries.
+The state a run continues from is the latest result *about the current canary revision taken since
+it started*; anything else (another version, the same version before a serving change, a retry of a
+rolled-back version) starts clean.
 """
 
 from __future__ import annotations
@@ -10,8 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from mlrollout.operator.model import AnalysisInvalid, Status
+
 from .promql import AnalysisTarget
-from .spec import AnalysisSpec
+from .spec import AnalysisSpec, AnalysisSpecError
 from .state import AnalysisState
 
 
@@ -19,7 +24,8 @@ from .state import AnalysisState
 class Due:
     spec: AnalysisSpec
     target: AnalysisTarget
-    state: AnalysisState  # continue from this; write outcome.to_status(target.canary_version) back
+    state: AnalysisState  # continue from this
+    canary_revision: str = ""
 
 
 @dataclass(frozen=True)
@@ -28,37 +34,51 @@ class NotDue:
     retry_in_seconds: float | None  # None: nothing to analyze until spec or status changes
 
 
+def parse(
+    raw: Mapping[str, Any] | None, default_prometheus: str | None
+) -> AnalysisSpec | AnalysisInvalid | None:
+    """spec.rollout.analysis as a spec, or why it cannot be used, or None when not configured."""
+    if raw is None:
+        return None
+    try:
+        return AnalysisSpec.from_dict(raw, default_prometheus=default_prometheus)
+    except AnalysisSpecError as exc:
+        return AnalysisInvalid(str(exc))
+
+
 def next_analysis(
     namespace: str,
     name: str,
-    spec: Mapping[str, Any],
-    status: Mapping[str, Any] | None,
+    raw: Mapping[str, Any] | None,
+    status: Status,
     now: datetime,
     *,
     default_prometheus: str | None = None,
-) -> Due | NotDue:
-    """Due when analysis is configured, a canary exists and the interval since the last run of this
-    canary version has passed. Raises AnalysisSpecError for an invalid spec.rollout.analysis."""
-    raw = (spec.get("rollout") or {}).get("analysis")
-    if not raw:
+) -> Due | NotDue | AnalysisInvalid:
+    """Due when analysis is configured and valid, a canary exists and the interval since the last
+    run about this canary revision has passed."""
+    spec = parse(raw, default_prometheus)
+    if spec is None:
         return NotDue("spec.rollout.analysis is not set", None)
-    analysis = AnalysisSpec.from_dict(raw, default_prometheus=default_prometheus)
-    status = status or {}
-    canary_version = _version(status.get("canary"))
-    if canary_version is None:
+    if isinstance(spec, AnalysisInvalid):
+        return spec
+    canary = status.canary
+    if canary is None:
         return NotDue("no canary to analyze", None)
-    state = AnalysisState.from_status(status.get("lastAnalysis"), canary_version)
-    due_at = state.next_due(analysis.interval_seconds)
+    last = status.last_analysis
+    own = last if last is not None and last.belongs_to(canary, status.canary_started_at) else None
+    try:
+        state = AnalysisState.from_status(own.record if own else None, canary.version)
+    except ValueError:
+        state = AnalysisState()  # an unreadable record is not about this canary: start clean
+    due_at = state.next_due(spec.interval_seconds)
     if due_at is not None and now < due_at:
         wait = (due_at - now).total_seconds()
-        return NotDue(f"next analysis of canary {canary_version} in {wait:.1f}s", wait)
+        return NotDue(f"next analysis of canary {canary.version} in {wait:.1f}s", wait)
     target = AnalysisTarget(
-        namespace, name, canary_version=canary_version, stable_version=_version(status.get("stable"))
+        namespace,
+        name,
+        canary_version=canary.version,
+        stable_version=status.stable.version if status.stable else None,
     )
-    return Due(analysis, target, state)
-
-
-def _version(track: object) -> str | None:
-    if isinstance(track, Mapping) and track.get("version"):
-        return str(track["version"])
-    return None
+    return Due(spec, target, state, canary.serving_hash)

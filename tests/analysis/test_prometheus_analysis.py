@@ -12,6 +12,7 @@ import json
 import socket
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from mlrollout.operator.analysis import (
 )
 from mlrollout.operator.analysis.metrics import AnalysisMetrics
 from mlrollout.operator.analysis.runner import AnalysisRunner, Tick
+from mlrollout.operator.model import AnalysisResult, Status, Track
 from prometheus_client import CollectorRegistry
 from support.ci import unavailable
 from support.procs import ManagedProcess, ProcessFailed, free_port
@@ -260,35 +262,36 @@ def test_runner_ticks_schedule_runs_write_status_and_emit_events_on_change(
             }
         }
     }
-    status: dict[str, Any] = {"stable": {"version": "1"}, "canary": {"version": "2"}}
+    status = Status(stable=Track("1", "u1", "errors-v1"), canary=Track("2", "u2", "errors-v2"))
     t0 = datetime.now(UTC)
 
     async def ticks() -> list[Tick]:
+        nonlocal status
         out = []
         try:
             for seconds in (0, 1, 5, 10):  # due, not due yet, due, due
                 now = t0 + timedelta(seconds=seconds)
-                tick = await runner.tick(NAMESPACE, "errors", md_spec, status, now)
-                if tick.last_analysis is not None:
-                    status["lastAnalysis"] = tick.last_analysis
+                tick = await runner.tick(NAMESPACE, "errors", md_spec["rollout"]["analysis"], status, now)
+                if isinstance(tick.result, AnalysisResult):  # what the planner records
+                    status = replace(status, last_analysis=tick.result)
                 out.append(tick)
-            out.append(await runner.tick(NAMESPACE, "errors", md_spec, {"stable": {"version": "1"}}, t0))
+            no_canary = replace(status, canary=None)
+            out.append(await runner.tick(NAMESPACE, "errors", md_spec["rollout"]["analysis"], no_canary, t0))
         finally:
             await runner.close()
         return out
 
     first, early, second, third, no_canary = asyncio.run(ticks())
-    assert first.event is not None
-    assert first.event[:2] == ("Warning", "AnalysisFailed")
-    assert first.last_analysis is not None
-    assert (first.last_analysis["action"], first.last_analysis["consecutiveFailures"]) == ("Hold", 1)
+    assert isinstance(first.result, AnalysisResult)
+    assert (first.result.verdict, first.result.verdict_changed) == ("Failed", True)
+    assert (first.result.action, first.result.record["consecutiveFailures"]) == ("Hold", 1)
     assert first.retry_in_seconds == 5
-    assert (early.outcome, early.last_analysis, early.retry_in_seconds) == (None, None, 4.0)
-    assert second.last_analysis is not None
-    assert (second.last_analysis["action"], second.last_analysis["consecutiveFailures"]) == ("Rollback", 2)
-    assert second.event is None  # still Failed: no new Event
-    assert third.last_analysis is not None
-    assert third.last_analysis["runs"] == 3
+    assert (early.outcome, early.result, early.retry_in_seconds) == (None, None, 4.0)
+    assert isinstance(second.result, AnalysisResult)
+    assert (second.result.action, second.result.record["consecutiveFailures"]) == ("Rollback", 2)
+    assert not second.result.verdict_changed  # still Failed: the planner announces nothing new
+    assert isinstance(third.result, AnalysisResult)
+    assert third.result.record["runs"] == 3
     assert (no_canary.outcome, no_canary.retry_in_seconds) == (None, None)
     assert no_canary.note == "no canary to analyze"
     labels = {"namespace": NAMESPACE, "model_deployment": "errors"}

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from mlrollout.operator.model import (
+    AnalysisInvalid,
     AnalysisResult,
     DeploymentObs,
     Observed,
@@ -17,7 +18,7 @@ from mlrollout.operator.model import (
     Status,
 )
 from mlrollout.operator.planner import Plan, needs_resolution, plan
-from mlrollout.operator.spec import Spec, parse_spec
+from mlrollout.operator.spec import InvalidSpec, SetWeight, Spec, parse_spec
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 ANALYSIS = {"metrics": [{"name": "errorRate", "max": 0.01}]}
@@ -56,6 +57,10 @@ def resolution(version: str) -> Resolution:
 
 @dataclass
 class Sim:
+    """`lag`: ticks a scale-up takes before its pods are Ready (0: Ready as soon as applied), so the
+    planner also sees the "not Ready yet" state real pods go through while they load the model.
+    `analysis` is one fresh analysis run, observed by the next tick only (as the runner hands it)."""
+
     spec: Spec
     status: Status = field(default_factory=Status)
     now: datetime = T0
@@ -63,8 +68,12 @@ class Sim:
     broken: set[str] = field(default_factory=set)  # versions whose pods never become Ready
     crash: set[str] = field(default_factory=set)
     registry_down: bool = False
-    analysis: AnalysisResult | None = None
+    analysis: AnalysisResult | AnalysisInvalid | None = None
     plans: list[Plan] = field(default_factory=list)
+    lag: int = 0
+    ready_pods: list[int] = field(default_factory=list)  # Ready pods of the ModelDeployment after each tick
+    _ticks: int = 0
+    _scaled_at: dict[str, int] = field(default_factory=dict)
 
     def tick(self, seconds: float = 1.0) -> Plan:
         registry: Resolution | RegistryFailure | None = None
@@ -84,18 +93,51 @@ class Sim:
             registry=registry,
             analysis=self.analysis,
         )
+        self.analysis = None
         p = plan("churn", self.spec, self.status, obs)
         self.plans.append(p)
         self.status = p.status
         for name in p.delete:
             self.deployments.pop(name, None)
         for d in p.deployments:
-            ready = 0 if d.version in self.broken else d.replicas
+            have = self.deployments.get(d.name)
+            if have is None or have.replicas != d.replicas:
+                self._scaled_at[d.name] = self._ticks
+            settled = self._ticks - self._scaled_at.get(d.name, 0) >= self.lag
+            if d.version in self.broken:
+                ready = 0
+            elif settled:
+                ready = d.replicas
+            else:  # scale-downs take pods away at once; scale-ups add them later
+                ready = min(have.ready_replicas if have else 0, d.replicas)
             self.deployments[d.name] = DeploymentObs(
-                d.name, d.version, d.replicas, ready, crash_looping=d.version in self.crash and d.replicas > 0
+                d.name,
+                d.version,
+                d.replicas,
+                ready,
+                track=d.track,
+                crash_looping=d.version in self.crash and d.replicas > 0,
             )
+        self.ready_pods.append(sum(d.ready_replicas for d in self.deployments.values()))
+        self._ticks += 1
         self.now += timedelta(seconds=seconds)
         return p
+
+    def result(
+        self, verdict: str, action: str | None = None, message: str = "errorRate 0.002 <= 0.01"
+    ) -> None:
+        """The next tick observes a fresh analysis run about the current canary revision."""
+        canary = self.status.canary
+        assert canary is not None
+        self.analysis = AnalysisResult(
+            verdict=verdict,  # type: ignore[arg-type]
+            canary_version=canary.version,
+            evaluated_at=self.now,
+            message=message,
+            action=action,
+            canary_revision=canary.serving_hash,
+            verdict_changed=True,
+        )
 
     def run(self, ticks: int, seconds: float = 1.0) -> None:
         for _ in range(ticks):
@@ -283,7 +325,10 @@ def test_new_version_mid_rollout_restarts_canary_from_step_zero() -> None:
     assert sim.status.canary is not None
     assert sim.status.canary.version == "3"
     assert sim.status.current_step_index == 0
-    assert "churn-v2" not in sim.replicas()
+    # The old canary keeps serving until stable and the new canary are Ready, then it goes.
+    assert sim.replicas() == {"churn-v1": 9, "churn-v2": 5, "churn-v3": 1}
+    sim.tick()
+    assert sim.replicas() == {"churn-v1": 9, "churn-v3": 1}
     assert "CanaryRestarted" in sim.events()
 
 
@@ -298,6 +343,9 @@ def test_undo_restores_a_kept_version_instantly() -> None:
     assert sim.status.stable is not None
     assert sim.status.stable.version == "1"
     assert sim.status.canary is None
+    # Instant in status; version 2 keeps serving until version 1's pods are Ready.
+    assert sim.replicas() == {"churn-v1": 10, "churn-v2": 10}
+    sim.tick()
     assert sim.replicas() == {"churn-v1": 10, "churn-v2": 0}
     assert [h.version for h in sim.status.history] == ["2"]
     assert "Undone" in sim.events()
@@ -378,24 +426,26 @@ def test_analysis_step_follows_the_verdict(verdict: str, action: str | None, pha
     sim.run(3)
     assert sim.status.current_step_index == 1
     assert "waiting for canary analysis" in sim.status.message
-    sim.analysis = AnalysisResult(
-        verdict=verdict,
-        canary_version="2",
-        evaluated_at=sim.now,  # type: ignore[arg-type]
-        message="errorRate 0.002 <= 0.01",
-        action=action,
-    )
+    sim.result(verdict, action)
     sim.run(3)
     assert sim.status.phase == phase
+    if phase == "Paused":
+        assert sim.status.pause_reason == "AnalysisInconclusive"
 
 
 def test_stale_analysis_verdict_is_ignored() -> None:
+    """A verdict recorded before the canary started (here: left in status by an older operator)
+    is not about this canary, whatever its version says."""
     steps = [{"setWeight": 20}, {"analysis": {}}, {"setWeight": 100}]
     sim = promoted("1")
-    sim.analysis = AnalysisResult(verdict="Passed", canary_version="2", evaluated_at=T0)
+    sim.status = replace(
+        sim.status,
+        last_analysis=AnalysisResult(verdict="Passed", canary_version="2", evaluated_at=T0),
+    )
     sim.retarget("2", rollout={"steps": steps, "analysis": ANALYSIS})
     sim.run(5)
     assert sim.status.current_step_index == 1  # the verdict predates the step
+    assert sim.status.last_analysis is None  # a new canary starts with a clean slate
 
 
 def test_alias_is_re_resolved_periodically() -> None:
@@ -430,31 +480,30 @@ def test_serving_template_change_is_a_new_revision_behind_a_canary() -> None:
 
 def test_analysis_rollback_applies_at_any_step() -> None:
     sim = promoted("1")
-    sim.retarget("2")
+    sim.retarget("2", rollout={"analysis": ANALYSIS})  # the default steps: no analysis step
     sim.run(3)
-    assert sim.status.current_step_index == 1  # in a plain pause, no analysis step
-    sim.analysis = AnalysisResult(
-        verdict="Failed",
-        canary_version="2",
-        evaluated_at=sim.now,
-        message="errorRate 0.2 > 0.01; failure 2 of 2",
-        action="Rollback",
-    )
+    assert sim.status.current_step_index == 1  # in a plain pause
+    sim.result("Failed", "Rollback", "errorRate 0.2 > 0.01; failure 2 of 2")
     sim.tick()
     assert sim.status.phase == "RolledBack"
     assert sim.status.abandoned is not None
     assert sim.status.abandoned.reason == "AnalysisFailed"
     assert "errorRate 0.2 > 0.01" in sim.status.message
+    assert "AnalysisFailed" in sim.events()
     sim.tick()
     assert sim.replicas() == {"churn-v1": 10}
 
 
 def test_analysis_about_another_canary_is_ignored() -> None:
     sim = promoted("1")
-    sim.analysis = AnalysisResult(verdict="Failed", canary_version="9", evaluated_at=T0, action="Rollback")
-    sim.retarget("2")
+    sim.retarget("2", rollout={"analysis": ANALYSIS})
+    sim.run(2)
+    sim.analysis = AnalysisResult(
+        verdict="Failed", canary_version="9", evaluated_at=sim.now, action="Rollback"
+    )
     sim.run(3)
     assert sim.status.phase == "Progressing"
+    assert sim.status.last_analysis is None
 
 
 def test_relaxing_the_gate_admits_a_rejected_version() -> None:
@@ -467,3 +516,251 @@ def test_relaxing_the_gate_admits_a_rejected_version() -> None:
     assert sim.status.phase == "Promoted"
     assert sim.status.stable is not None
     assert sim.status.stable.version == "4"
+
+
+# --------------------------------------------------------------------------- transitions without an outage
+def at_weight(weight: int, lag: int) -> Sim:
+    """Stable 1, canary 2 holding at `weight` (an indefinite pause after the setWeight step)."""
+    sim = promoted("1")
+    sim.lag = lag
+    sim.retarget("2", rollout={"steps": [{"setWeight": weight}, {"pause": {}}, {"setWeight": 100}]})
+    sim.run(10)
+    assert sim.status.weight == weight
+    assert sim.status.pause_reason == "PauseStep"
+    return sim
+
+
+def promote_full(sim: Sim) -> None:
+    sim.retarget("2", rollout=sim_rollout(sim), intent={"id": "p", "promote": "full"})
+
+
+def abort(sim: Sim) -> None:
+    sim.retarget("2", rollout=sim_rollout(sim), intent={"id": "a", "abort": True})
+
+
+def analysis_rollback(sim: Sim) -> None:
+    sim.retarget("2", rollout={**sim_rollout(sim), "analysis": ANALYSIS})
+    sim.result("Failed", "Rollback", "errorRate 0.3 > 0.01; failure 2 of 2")
+
+
+def new_target(sim: Sim) -> None:
+    sim.retarget("3", rollout=sim_rollout(sim))
+
+
+def sim_rollout(sim: Sim) -> dict[str, Any]:
+    weight = next(s.weight for s in sim.spec.steps if isinstance(s, SetWeight))
+    return {"steps": [{"setWeight": weight}, {"pause": {}}, {"setWeight": 100}]}
+
+
+@pytest.mark.parametrize("lag", [0, 1, 3])
+@pytest.mark.parametrize(
+    ("weight", "change", "serving_after"),
+    [
+        (50, promote_full, {"churn-v1": 0, "churn-v2": 10}),
+        (50, abort, {"churn-v1": 10}),
+        (100, abort, {"churn-v1": 10}),  # rollback at 100: stable is scaled up from 0 first
+        (100, analysis_rollback, {"churn-v1": 10}),
+        (10, analysis_rollback, {"churn-v1": 10}),
+        (50, new_target, {"churn-v1": 5, "churn-v3": 5}),  # the new canary walks to its first step
+        (100, promote_full, {"churn-v1": 0, "churn-v2": 10}),
+    ],
+)
+def test_transitions_bring_incoming_pods_ready_before_outgoing_scale_down(
+    weight: int, change: Any, serving_after: dict[str, int], lag: int
+) -> None:
+    """Whatever the transition and however long pods take to become Ready, the ModelDeployment
+    never has fewer Ready pods than spec.serving.replicas (10): no request finds nobody to answer."""
+    sim = at_weight(weight, lag)
+    before = len(sim.ready_pods)
+    change(sim)
+    sim.run(12)
+    assert min(sim.ready_pods[before:]) >= 10, sim.ready_pods[before:]
+    assert sim.replicas() == serving_after
+
+
+@pytest.mark.parametrize("lag", [1, 3])
+def test_undo_to_a_kept_version_waits_for_its_pods(lag: int) -> None:
+    sim = promoted("1")
+    sim.retarget("2", intent={"id": "f", "promote": "full"})
+    sim.run(4)
+    sim.lag = lag
+    before = len(sim.ready_pods)
+    sim.retarget("1", intent={"id": "u", "undo": {"version": "1"}})
+    sim.tick()
+    assert sim.replicas() == {"churn-v1": 10, "churn-v2": 10}  # v2 serves while v1 loads
+    sim.run(lag + 3)
+    assert min(sim.ready_pods[before:]) >= 10
+    assert sim.replicas() == {"churn-v1": 10, "churn-v2": 0}
+
+
+@pytest.mark.parametrize(
+    ("name", "setup"),
+    [
+        ("undo", lambda sim: sim.retarget("1", intent={"id": "u", "undo": {"version": "1"}})),
+        ("rollback at 100", None),
+    ],
+)
+def test_when_the_incoming_side_never_becomes_ready_the_outgoing_side_stays(name: str, setup: Any) -> None:
+    if setup is not None:
+        sim = promoted("1")
+        sim.retarget("2", intent={"id": "f", "promote": "full"})
+        sim.run(4)
+        sim.broken.add("1")
+        setup(sim)
+        serving = "churn-v2"
+    else:
+        sim = at_weight(100, 0)
+        sim.broken.add("1")
+        abort(sim)
+        serving = "churn-v2"
+    sim.run(20)
+    assert sim.replicas()[serving] == 10, name
+    assert sim.ready_pods[-1] == 10, name
+    assert all(p.requeue_after is not None for p in sim.plans[-5:])  # it keeps looking
+
+
+def test_a_draining_deployment_is_never_created_and_goes_once_incoming_is_ready() -> None:
+    sim = at_weight(100, 2)
+    abort(sim)
+    p = sim.tick()
+    draining = [d for d in p.deployments if d.draining]
+    assert [(d.version, d.replicas, d.track) for d in draining] == [("2", 10, "canary")]
+    assert p.delete == ()
+    sim.run(5)
+    assert [n.rsplit("-", 1)[0] for p in sim.plans[-5:] for n in p.delete] == ["churn-v2"]  # deleted once
+    assert "churn-v2" not in sim.replicas()
+
+
+# --------------------------------------------------------------------------- analysis policy
+@pytest.mark.parametrize(
+    ("results", "phase", "pause_reason"),
+    [
+        ([], "Progressing", None),  # no verdict yet: no evidence, no promotion
+        ([("Inconclusive", "Hold")], "Paused", "AnalysisInconclusive"),
+        ([("Failed", "Hold")], "Progressing", None),
+        ([("Passed", "Proceed"), ("Inconclusive", "Hold")], "Paused", "AnalysisInconclusive"),
+        ([("Inconclusive", "Hold"), ("Passed", "Proceed")], "Promoted", None),
+    ],
+)
+def test_without_an_analysis_step_the_latest_verdict_still_gates_promotion(
+    results: list[tuple[str, str]], phase: str, pause_reason: str | None
+) -> None:
+    sim = promoted("1")
+    steps = [{"setWeight": 50}, {"pause": {"duration": "30s"}}, {"setWeight": 100}]
+    sim.retarget("2", rollout={"steps": steps, "analysis": ANALYSIS})
+    sim.run(2)
+    for verdict, action in results:  # all during the pause
+        sim.result(verdict, action)
+        sim.tick()
+    sim.run(6, seconds=10)
+    assert sim.status.phase == phase, sim.status.message
+    assert sim.status.pause_reason == pause_reason
+    if phase != "Promoted":
+        assert sim.status.canary is not None
+        assert "Promoted" not in sim.events()
+
+
+def test_the_user_can_still_promote_past_an_inconclusive_analysis() -> None:
+    sim = promoted("1")
+    rollout = {"steps": [{"setWeight": 50}, {"setWeight": 100}], "analysis": ANALYSIS}
+    sim.retarget("2", rollout=rollout)
+    sim.run(2)
+    sim.result("Inconclusive", "Hold")
+    sim.run(3)
+    assert sim.status.pause_reason == "AnalysisInconclusive"
+    sim.retarget("2", rollout=rollout, intent={"id": "p", "promote": "full"})
+    sim.run(3)
+    assert sim.status.phase == "Promoted"
+
+
+def test_a_retry_of_a_rolled_back_version_after_a_serving_change_starts_clean() -> None:
+    sim = promoted("1")
+    rollout = {"analysis": ANALYSIS}
+    sim.retarget("2", rollout=rollout)
+    sim.run(3)
+    sim.result("Failed", "Rollback", "errorRate 0.3 > 0.01; failure 2 of 2")
+    sim.run(3)
+    assert sim.status.phase == "RolledBack"
+    sim.run(3)
+    assert sim.status.canary is None  # not retried while the target is the same revision
+    sim.retarget("2", rollout=rollout, serving={"image": "serve:2", "replicas": 10})
+    sim.run(3)
+    assert sim.status.canary is not None
+    assert sim.status.canary.version == "2"
+    assert sim.status.last_analysis is None  # nothing inherited from the rolled-back canary
+    assert sim.status.phase == "Progressing"
+    assert sim.events().count("RolledBack") == 1
+
+
+def test_a_result_recorded_for_the_canary_carries_its_revision_and_is_announced_once() -> None:
+    sim = promoted("1")
+    sim.retarget("2", rollout={"analysis": ANALYSIS})
+    sim.run(2)
+    sim.result("Inconclusive", "Hold", "errorRate: 3 requests < minSamples 100")
+    sim.tick()
+    recorded = sim.status.last_analysis
+    assert recorded is not None
+    assert (recorded.canary_version, recorded.canary_revision) == ("2", sim.spec.serving.template_hash)
+    assert sim.status.to_dict()["lastAnalysis"]["canaryRevision"] == sim.spec.serving.template_hash
+    assert sim.events().count("AnalysisInconclusive") == 1
+    sim.analysis = replace(recorded, verdict_changed=False, evaluated_at=sim.now)  # same verdict again
+    sim.tick()
+    assert sim.events().count("AnalysisInconclusive") == 1
+
+
+def test_an_invalid_analysis_spec_is_one_condition_and_one_event_not_a_loop() -> None:
+    steps = [{"setWeight": 20}, {"analysis": {}}, {"setWeight": 100}]
+    sim = promoted("1")
+    sim.retarget("2", rollout={"steps": steps, "analysis": {"metrics": []}})
+    statuses = []
+    for _ in range(10):
+        sim.analysis = AnalysisInvalid("spec.rollout.analysis.prometheus.address is required")
+        statuses.append(sim.tick().status.to_dict())
+    assert sim.events().count("AnalysisInvalid") == 1
+    cond = sim.status.condition("AnalysisValid")
+    assert cond is not None
+    assert (cond.status, cond.reason) == ("False", "InvalidAnalysisSpec")
+    assert sim.status.phase == "Paused"
+    assert sim.status.pause_reason == "AnalysisInvalid"
+    assert statuses[-1] == statuses[-2] == statuses[-3]  # nothing changes: the applier writes nothing
+    assert sim.plans[-1].events == ()
+
+
+@pytest.mark.parametrize(
+    ("pause", "reason"),
+    [
+        ({"paused": True}, "User"),
+        ({}, "PauseStep"),
+    ],
+)
+def test_pause_reasons_are_typed(pause: dict[str, Any], reason: str) -> None:
+    sim = promoted("1")
+    sim.retarget("2", **pause)
+    sim.run(60)
+    assert sim.status.phase == "Paused"
+    assert sim.status.pause_reason == reason
+    assert sim.status.to_dict()["pauseReason"] == reason
+    assert Status.from_dict(sim.status.to_dict()).pause_reason == reason
+
+
+# --------------------------------------------------------------------------- MLflow alias
+def test_promote_alias_moves_after_promotion_and_never_on_rollback() -> None:
+    sim = promoted("1")
+    sim.retarget("2", rollout={"promoteAlias": "champion"}, intent={"id": "p", "promote": "full"})
+    sim.run(3)
+    moves = [(m.alias, m.version) for p in sim.plans for m in p.aliases]
+    assert moves == [("champion", "2")]
+    assert "AliasMoved" in sim.events()
+    sim.retarget("3", rollout={"promoteAlias": "champion"}, intent={"id": "a", "abort": True})
+    sim.run(3)
+    sim.retarget("3", rollout={"promoteAlias": "champion"})
+    sim.run(3)
+    sim.retarget("3", rollout={"promoteAlias": "champion"}, intent={"id": "a2", "abort": True})
+    sim.run(3)
+    assert sim.status.phase == "RolledBack"
+    assert [(m.alias, m.version) for p in sim.plans for m in p.aliases] == [("champion", "2")]
+
+
+def test_promote_alias_is_validated() -> None:
+    with pytest.raises(InvalidSpec, match="promoteAlias"):
+        make_spec("1", rollout={"promoteAlias": "not an alias"})
