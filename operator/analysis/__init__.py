@@ -18,6 +18,7 @@ from .signals import macro_f1, psi
 from .spec import (
     AnalysisSpec,
     AnalysisSpecError,
+    ClientErrors,
     Direction,
     InconclusivePolicy,
     MetricKind,
@@ -34,6 +35,7 @@ __all__ = [
     "AnalysisSpecError",
     "AnalysisState",
     "AnalysisTarget",
+    "ClientErrors",
     "Direction",
     "Due",
     "InconclusivePolicy",

@@ -39,7 +39,13 @@ def evaluate(
     """Pure: query results -> measurements -> outcome with the next state."""
     measurements = []
     for metric in spec.metrics:
-        readings = derive(metric.kind, results, names)
+        readings = derive(
+            metric.kind,
+            results,
+            names,
+            client_errors=metric.client_errors,
+            client_error_margin=metric.client_error_margin,
+        )
         measurements.append(measure(metric, readings[CANARY], readings[STABLE], spec.min_samples_for(metric)))
     return judge(spec, measurements, state, now)
 

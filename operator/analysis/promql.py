@@ -65,6 +65,7 @@ class AnalysisTarget:
 class Quantity(StrEnum):
     REQUESTS = "requests"
     ERRORS = "errors"
+    CLIENT_ERRORS = "clientErrors"
     LATENCY_P99 = "latencyP99"
     LATENCY_COUNT = "latencyCount"
     FEEDBACK = "feedback"
@@ -72,7 +73,7 @@ class Quantity(StrEnum):
 
 
 NEEDS: Mapping[MetricKind, tuple[Quantity, ...]] = {
-    MetricKind.ERROR_RATE: (Quantity.REQUESTS, Quantity.ERRORS),
+    MetricKind.ERROR_RATE: (Quantity.REQUESTS, Quantity.ERRORS, Quantity.CLIENT_ERRORS),
     MetricKind.LATENCY_P99_MS: (Quantity.LATENCY_P99, Quantity.LATENCY_COUNT),
     MetricKind.LIVE_F1: (Quantity.FEEDBACK,),
     MetricKind.PREDICTION_DRIFT: (Quantity.PREDICTIONS,),
@@ -106,6 +107,31 @@ def selector(target: AnalysisTarget, track: str, names: SeriesNames, extra: Iter
     return "{" + ", ".join(matchers) + "}"
 
 
+def feedback_query(target: AnalysisTarget, window: str, names: SeriesNames) -> str:
+    """Confusion counts per track. Feedback reaches whichever pod the Service picks, so serving
+    counts it under the version named in the prediction token, not under the receiving pod's track:
+    with two different versions, each track's counts are selected by version alone (and labelled
+    with the track by label_replace). With one version on both tracks (a serving-only change) or
+    versions unknown, by track, as the pods that received the feedback are labelled."""
+    pair = f"{names.predicted_label}, {names.actual_label}"
+    canary, stable = target.canary_version, target.stable_version
+    if canary is None or stable is None or canary == stable:
+        by_track = " or ".join(
+            f"increase({names.feedback}{selector(target, t, names)}[{window}])" for t in TRACKS
+        )
+        return f"sum by ({names.track_label}, {pair}) ({by_track})"
+    base = [
+        f"{names.namespace_label}={quote(target.namespace)}",
+        f"{names.model_deployment_label}={quote(target.model_deployment)}",
+    ]
+    parts: list[str] = []
+    for track, version in ((CANARY, canary), (STABLE, stable)):
+        sel = "{" + ", ".join([*base, f"{names.version_label}={quote(version)}"]) + "}"
+        counts = f"sum by ({pair}) (increase({names.feedback}{sel}[{window}]))"
+        parts.append(f'label_replace({counts}, {quote(names.track_label)}, {quote(track)}, "", "")')
+    return f"sum by ({names.track_label}, {pair}) ({' or '.join(parts)})"
+
+
 def build_queries(
     target: AnalysisTarget,
     kinds: Iterable[MetricKind],
@@ -119,6 +145,7 @@ def build_queries(
         (f"{names.endpoint_label}=~{quote(names.inference_endpoints)}",) if names.inference_endpoints else ()
     )
     errors = (*inference, f"{names.status_label}=~{quote('5..')}")
+    client_errors = (*inference, f"{names.status_label}=~{quote('4..')}")
 
     def both(fn: str, metric: str, extra: tuple[str, ...] = ()) -> str:
         return " or ".join(f"{fn}({metric}{selector(target, t, names, extra)}[{window}])" for t in TRACKS)
@@ -126,6 +153,9 @@ def build_queries(
     builders = {
         Quantity.REQUESTS: lambda: f"sum by ({track}) ({both('increase', names.requests, inference)})",
         Quantity.ERRORS: lambda: f"sum by ({track}) ({both('increase', names.requests, errors)})",
+        Quantity.CLIENT_ERRORS: lambda: (
+            f"sum by ({track}) ({both('increase', names.requests, client_errors)})"
+        ),
         Quantity.LATENCY_COUNT: lambda: (
             f"sum by ({track}) ({both('increase', names.latency + '_count', inference)})"
         ),
@@ -133,10 +163,7 @@ def build_queries(
             f"histogram_quantile(0.99, sum by ({track}, le) "
             f"({both('rate', names.latency + '_bucket', inference)}))"
         ),
-        Quantity.FEEDBACK: lambda: (
-            f"sum by ({track}, {names.predicted_label}, {names.actual_label}) "
-            f"({both('increase', names.feedback)})"
-        ),
+        Quantity.FEEDBACK: lambda: feedback_query(target, window, names),
         Quantity.PREDICTIONS: lambda: (
             f"sum by ({track}, {names.class_label}) ({both('increase', names.predictions)})"
         ),

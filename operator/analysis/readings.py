@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from .measurement import Reading
 from .promql import CANARY, DEFAULT_SERIES, STABLE, TRACKS, Quantity, SeriesNames
 from .signals import macro_f1, psi
-from .spec import MetricKind
+from .spec import ClientErrors, MetricKind
 
 
 @dataclass(frozen=True)
@@ -36,10 +36,17 @@ QueryResult = Sequence[Sample] | QueryFailure
 Results = Mapping[Quantity, QueryResult]
 
 
-def derive(kind: MetricKind, results: Results, names: SeriesNames = DEFAULT_SERIES) -> dict[str, Reading]:
+def derive(
+    kind: MetricKind,
+    results: Results,
+    names: SeriesNames = DEFAULT_SERIES,
+    *,
+    client_errors: ClientErrors = ClientErrors.EXCESS,
+    client_error_margin: float = 0.05,
+) -> dict[str, Reading]:
     """Canary and stable readings of one metric, keyed by track."""
     if kind is MetricKind.ERROR_RATE:
-        return {t: _error_rate(results, t, names) for t in TRACKS}
+        return _error_rates(results, names, client_errors, client_error_margin)
     if kind is MetricKind.LATENCY_P99_MS:
         return {t: _latency(results, t, names) for t in TRACKS}
     if kind is MetricKind.LIVE_F1:
@@ -80,6 +87,46 @@ def _error_rate(results: Results, track: str, names: SeriesNames) -> Reading:
         return Reading(None, 0, f"no request series for the {track} track (no traffic or not scraped)")
     error_count = _track_total(errors, track, names) or 0.0
     return Reading(min(1.0, error_count / total) if total > 0 else None, _count(total))
+
+
+def _error_rates(
+    results: Results, names: SeriesNames, policy: ClientErrors, margin: float
+) -> dict[str, Reading]:
+    """5xx share per track, plus 4xx by policy: `all` adds each track's 4xx share; `excess` adds
+    the canary's 4xx share above stable's plus `margin` (stable's share is 0 when stable has no
+    traffic to compare with), so a canary that refuses every request fails while clients' bad
+    input, refused by both tracks alike, does not."""
+    base = {t: _error_rate(results, t, names) for t in TRACKS}
+    if policy is ClientErrors.IGNORE or Quantity.CLIENT_ERRORS not in results:
+        return base
+    client = _get(results, Quantity.CLIENT_ERRORS)
+    if isinstance(client, str):
+        return {t: Reading(None, 0, client) if r.problem is None else r for t, r in base.items()}
+    requests = _get(results, Quantity.REQUESTS)
+    if isinstance(requests, str):
+        return base  # every reading already says why
+
+    def share(track: str) -> float | None:
+        total = _track_total(requests, track, names)
+        if not total:
+            return None
+        return (_track_total(client, track, names) or 0.0) / total
+
+    shares = {t: share(t) for t in TRACKS}
+    out = dict(base)
+    for t in TRACKS:
+        reading, own = base[t], shares[t]
+        if reading.problem is not None or reading.value is None or own is None:
+            continue
+        if policy is ClientErrors.ALL:
+            extra = own
+        elif t == CANARY:
+            stable_share = shares[STABLE]
+            extra = max(0.0, own - (stable_share or 0.0) - margin)
+        else:
+            extra = 0.0
+        out[t] = Reading(min(1.0, reading.value + extra), reading.samples)
+    return out
 
 
 def _latency(results: Results, track: str, names: SeriesNames) -> Reading:

@@ -55,6 +55,15 @@ class InconclusivePolicy(StrEnum):
     FAIL = "fail"  # an inconclusive run counts as a failure straight away
 
 
+class ClientErrors(StrEnum):
+    """Whether errorRate counts 4xx answers (it always counts 5xx)."""
+
+    EXCESS = "excess"  # default: the canary's 4xx share above stable's plus a margin (a canary refusing
+    #                    everyone fails; clients' bad input, refused by both tracks alike, does not count)
+    ALL = "all"  # every 4xx is an error, on both tracks
+    IGNORE = "ignore"  # 5xx only
+
+
 @dataclass(frozen=True)
 class MetricSpec:
     """One metric: the canary value must satisfy `threshold` (the CRD's `max`, or `min` for liveF1)
@@ -64,6 +73,8 @@ class MetricSpec:
     threshold: float
     max_regression: float | None = None
     min_samples: int | None = None  # overrides AnalysisSpec.min_samples for this metric
+    client_errors: ClientErrors = ClientErrors.EXCESS  # errorRate only
+    client_error_margin: float = 0.05  # excess: 4xx share above stable's tolerated as noise
 
     @property
     def direction(self) -> Direction:
@@ -88,6 +99,11 @@ class MetricSpec:
                 raise AnalysisSpecError(f"{where}.maxRegression must be >= 0, got {self.max_regression}")
         if self.min_samples is not None and self.min_samples < 1:
             raise AnalysisSpecError(f"{where}.minSamples must be >= 1, got {self.min_samples}")
+        if self.kind is not MetricKind.ERROR_RATE and self.client_errors is not ClientErrors.EXCESS:
+            raise AnalysisSpecError(f"{where}.clientErrors only applies to errorRate")
+        _check_finite(self.client_error_margin, f"{where}.clientErrorMargin")
+        if not 0 <= self.client_error_margin <= 1:
+            raise AnalysisSpecError(f"{where}.clientErrorMargin is a fraction in [0, 1]")
 
 
 @dataclass(frozen=True)
@@ -211,7 +227,9 @@ def _metric_from_dict(raw: object, index: int) -> MetricSpec:
     where = f"metrics[{index}]"
     if not isinstance(raw, Mapping):
         raise AnalysisSpecError(f"{where} must be an object like {{name: errorRate, max: 0.01}}")
-    unknown = sorted(set(raw) - {"name", "min", "max", "maxRegression", "minSamples"})
+    unknown = sorted(
+        set(raw) - {"name", "min", "max", "maxRegression", "minSamples", "clientErrors", "clientErrorMargin"}
+    )
     if unknown:
         raise AnalysisSpecError(f"{where} has unknown field(s) {', '.join(unknown)}")
     name = raw.get("name")
@@ -229,12 +247,24 @@ def _metric_from_dict(raw: object, index: int) -> MetricSpec:
         raise AnalysisSpecError(f"{where}.{key} is required for {kind}")
     regression = raw.get("maxRegression")
     min_samples = raw.get("minSamples")
+    for only_error_rate in ("clientErrors", "clientErrorMargin"):
+        if only_error_rate in raw and kind is not MetricKind.ERROR_RATE:
+            raise AnalysisSpecError(f"{where}.{only_error_rate} only applies to errorRate")
+    try:
+        client_errors = ClientErrors(raw.get("clientErrors", ClientErrors.EXCESS.value))
+    except ValueError:
+        choices = ", ".join(c.value for c in ClientErrors)
+        raise AnalysisSpecError(
+            f"{where}.clientErrors must be one of {choices}, got {raw.get('clientErrors')!r}"
+        ) from None
     try:
         return MetricSpec(
             kind=kind,
             threshold=_number(raw[key], f"{where}.{key}"),
             max_regression=None if regression is None else _number(regression, f"{where}.maxRegression"),
             min_samples=None if min_samples is None else _int(min_samples, f"{where}.minSamples"),
+            client_errors=client_errors,
+            client_error_margin=_number(raw.get("clientErrorMargin", 0.05), f"{where}.clientErrorMargin"),
         )
     except AnalysisSpecError as exc:
         # MetricSpec names itself by kind; in a user's manifest the list index is what points at it.

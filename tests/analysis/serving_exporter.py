@@ -29,6 +29,7 @@ class Profile:
     model_name: str = "demo"
     rps: float = 0.0
     error_fraction: float = 0.0
+    client_error_fraction: float = 0.0  # answered 422 (a canary refusing its clients' requests)
     latency_ms: float = 20.0
     feedback_rps: float = 0.0
     correct_fraction: float = 1.0
@@ -64,7 +65,7 @@ class Target:
         self.latency.labels(*self.base, "invocations")
         # Fractional carry so low rates still produce whole events at the right average.
         self.carry = {"req": 0.0, "fb": 0.0}
-        self.sent = {"req": 0, "err": 0, "fb": 0, "fb_ok": 0}
+        self.sent = {"req": 0, "err": 0, "refused": 0, "fb": 0, "fb_ok": 0}
         self.class_counts = dict.fromkeys(p.class_shares, 0)
         start_http_server(p.port, addr="127.0.0.1", registry=registry)
 
@@ -88,9 +89,12 @@ class Target:
             self.sent["req"] += 1
             failing = self.sent["err"] < p.error_fraction * self.sent["req"]
             self.sent["err"] += failing
-            self.requests.labels(*self.base, "invocations", "503" if failing else "200").inc()
+            refused = not failing and self.sent["refused"] < p.client_error_fraction * self.sent["req"]
+            self.sent["refused"] += refused
+            status = "503" if failing else ("422" if refused else "200")
+            self.requests.labels(*self.base, "invocations", status).inc()
             self.latency.labels(*self.base, "invocations").observe(p.latency_ms / 1000.0)
-            if not failing:
+            if not failing and not refused:
                 self.predictions.labels(*self.base, self._next_class()).inc()
         classes = sorted(p.class_shares)
         for i in range(self._take("fb", p.feedback_rps, elapsed)):

@@ -54,6 +54,7 @@ HEALTHY: dict[str, Any] = {
 CANARIES: dict[str, dict[str, Any]] = {
     "good": {},
     "errors": {"error_fraction": 0.2},
+    "refusing": {"client_error_fraction": 1.0},  # a signature change: every request answered 422
     "lowf1": {"correct_fraction": 0.3},
     "slow": {"latency_ms": 400},
     "drift": {"class_shares": {"0": 0.9, "1": 0.1}},
@@ -184,6 +185,21 @@ def test_erroring_canary_fails_and_rolls_back_at_the_failure_limit(prometheus: P
     second = run(prometheus.url, "errors", first.state)
     assert (second.action, second.state.consecutive_failures) == (Action.ROLLBACK, 2)
     assert "failure 2 of 2" in second.reason
+
+
+def test_canary_refusing_every_request_fails_error_rate_by_default(prometheus: PrometheusServer) -> None:
+    """4xx for every request is not the clients' fault when stable answers the same clients."""
+    only_errors = {"metrics": [{"name": "errorRate", "max": 0.05}]}
+    first = run(prometheus.url, "refusing", spec=spec_for(prometheus.url, **only_errors))
+    error_rate = next(m for m in first.measurements if m.metric is MetricKind.ERROR_RATE)
+    assert error_rate.verdict is Verdict.FAILED
+    assert error_rate.value == pytest.approx(0.95, abs=0.05)  # all refused, less the 5% margin
+    second = run(prometheus.url, "refusing", first.state, spec=spec_for(prometheus.url, **only_errors))
+    assert second.action is Action.ROLLBACK
+    ignoring = {"metrics": [{"name": "errorRate", "max": 0.05, "clientErrors": "ignore"}]}
+    assert (
+        run(prometheus.url, "refusing", spec=spec_for(prometheus.url, **ignoring)).verdict is Verdict.PASSED
+    )
 
 
 def test_low_live_f1_canary_fails(prometheus: PrometheusServer) -> None:

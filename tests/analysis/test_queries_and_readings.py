@@ -11,6 +11,7 @@ from mlrollout.operator.analysis import (
     AnalysisSpec,
     AnalysisState,
     AnalysisTarget,
+    ClientErrors,
     MetricKind,
     MetricSpec,
     PrometheusError,
@@ -88,10 +89,65 @@ def test_error_rate_readings() -> None:
     results = {
         Quantity.REQUESTS: vec((c(), 200.4), (s(), 1800.0)),
         Quantity.ERRORS: vec((c(), 20.04)),  # stable has no 5xx series at all: zero errors
+        Quantity.CLIENT_ERRORS: [],  # nor 4xx
     }
     r = derive(MetricKind.ERROR_RATE, results)
     assert (r["canary"].value, r["canary"].samples) == (pytest.approx(0.1), 200)
     assert (r["stable"].value, r["stable"].samples, r["stable"].problem) == (0.0, 1800, None)
+
+
+@pytest.mark.parametrize(
+    ("policy", "canary_4xx", "stable_4xx", "canary", "stable"),
+    [
+        # a canary that refuses every request (a signature change breaks every client) fails by default
+        (ClientErrors.EXCESS, 100.0, 0.0, 0.95, 0.0),  # above stable's share plus the 5% margin
+        # clients' bad input, refused by both tracks alike, is not the canary's fault
+        (ClientErrors.EXCESS, 10.0, 10.0, 0.0, 0.0),
+        (ClientErrors.EXCESS, 30.0, 10.0, 0.15, 0.0),  # only the excess beyond the margin counts
+        (ClientErrors.EXCESS, 3.0, 0.0, 0.0, 0.0),  # a few bad requests that happened to hit the canary
+        (ClientErrors.ALL, 10.0, 10.0, 0.1, 0.1),
+        (ClientErrors.IGNORE, 100.0, 0.0, 0.0, 0.0),  # 5xx only
+    ],
+)
+def test_error_rate_counts_4xx_by_policy(
+    policy: ClientErrors, canary_4xx: float, stable_4xx: float, canary: float, stable: float
+) -> None:
+    results = {
+        Quantity.REQUESTS: vec((c(), 100.0), (s(), 100.0)),
+        Quantity.ERRORS: [],
+        Quantity.CLIENT_ERRORS: vec((c(), canary_4xx), (s(), stable_4xx)),
+    }
+    r = derive(MetricKind.ERROR_RATE, results, client_errors=policy)
+    assert (r["canary"].value, r["stable"].value) == (pytest.approx(canary), pytest.approx(stable))
+
+
+def test_excess_4xx_without_stable_traffic_counts_canary_4xx_beyond_the_margin() -> None:
+    results = {
+        Quantity.REQUESTS: vec((c(), 100.0)),
+        Quantity.ERRORS: [],
+        Quantity.CLIENT_ERRORS: vec((c(), 40.0)),
+    }
+    assert derive(MetricKind.ERROR_RATE, results)["canary"].value == pytest.approx(0.35)
+
+
+def test_live_f1_counts_feedback_by_the_version_that_predicted() -> None:
+    """Feedback through the one Service lands on any pod: serving counts it under the token's
+    version, so each track's confusion counts are selected by version, not by receiving track."""
+    query = build_queries(TARGET, [MetricKind.LIVE_F1], 60)[Quantity.FEEDBACK]
+    assert 'model_version="7"' in query
+    assert 'model_version="6"' in query
+    assert 'track="canary"' not in query
+    assert "label_replace(sum by (predicted, actual) (increase(mlrollout_feedback_total{" in query
+    assert query.startswith("sum by (track, predicted, actual) (")
+    same = AnalysisTarget("shop", "churn", canary_version="7", stable_version="7")
+    by_track = build_queries(same, [MetricKind.LIVE_F1], 60)[Quantity.FEEDBACK]
+    assert 'track="canary"' in by_track  # one version on both tracks: only the track tells them apart
+
+
+def test_error_rate_query_for_4xx_pins_the_status_class() -> None:
+    query = build_queries(TARGET, [MetricKind.ERROR_RATE], 60)[Quantity.CLIENT_ERRORS]
+    assert 'status=~"4.."' in query
+    assert 'endpoint=~"invocations|infer"' in query
 
 
 def test_no_series_is_a_problem_not_a_zero() -> None:
@@ -155,6 +211,7 @@ def test_evaluate_end_to_end_on_results() -> None:
     results = {
         Quantity.REQUESTS: vec((c(), 100.0), (s(), 100.0)),
         Quantity.ERRORS: vec((c(), 30.0)),
+        Quantity.CLIENT_ERRORS: [],
         Quantity.FEEDBACK: QueryFailure("timeout"),
     }
     outcome = evaluate(spec, results, AnalysisState(), NOW)

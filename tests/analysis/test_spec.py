@@ -82,6 +82,8 @@ def test_operator_default_prometheus_address() -> None:
         (spec(metrics=[{"name": "liveF1", "min": 0.8, "maxRegression": -0.1}]), "maxRegression must"),
         (spec(metrics=[{"name": "liveF1", "min": 0.8, "minSamples": 0}]), "minSamples must be >= 1"),
         (spec(metrics=[METRICS[0], METRICS[0]]), "errorRate more than once"),
+        (spec(metrics=[{"name": "errorRate", "max": 0.1, "clientErrors": "some"}]), "excess, all, ignore"),
+        (spec(metrics=[{"name": "liveF1", "min": 0.8, "clientErrors": "all"}]), "only applies to errorRate"),
         (spec(metrics=["errorRate"]), "metrics[0] must be an object"),
         (spec(interval="soon"), "interval must be a duration"),
         (spec(interval="0s"), "interval must be a positive duration"),
@@ -117,3 +119,9 @@ def test_parse_duration(raw: object, seconds: float) -> None:
 def test_parse_duration_rejects(raw: object) -> None:
     with pytest.raises(AnalysisSpecError, match="interval"):
         parse_duration(raw, "interval")
+
+
+@pytest.mark.parametrize(("raw", "policy"), [({}, "excess"), ({"clientErrors": "all"}, "all")])
+def test_error_rate_4xx_policy_defaults_to_excess(raw: dict[str, Any], policy: str) -> None:
+    parsed = AnalysisSpec.from_dict(spec(metrics=[{"name": "errorRate", "max": 0.01, **raw}]))
+    assert parsed.metrics[0].client_errors.value == policy
