@@ -134,6 +134,7 @@ class Dispatcher:
             ("X-Request-ID", request_id),
             ("X-Model-Name", state.name),
             ("X-Model-Version", state.version),
+            *reply.headers,
         ]
         if reply.status == 401:
             headers.append(("WWW-Authenticate", 'Bearer realm="mlrollout"'))

@@ -29,6 +29,7 @@ class ServingConfig:
     microbatch: bool = True
     microbatch_max_rows: int = 256
     feedback: StoreLimits = field(default_factory=StoreLimits)
+    feedback_key: str | None = None  # signs prediction tokens; the same for every pod of a model
     skops_trusted_types: tuple[str, ...] = ()
     allow_pickle: bool = False
     fastpath: bool = True
@@ -56,6 +57,7 @@ class ServingConfig:
                 max_rows=_int(e, "MLROLLOUT_FEEDBACK_MAX_ROWS", StoreLimits.max_rows, 1),
                 ttl_seconds=float(_int(e, "MLROLLOUT_FEEDBACK_TTL_SECONDS", int(StoreLimits.ttl_seconds), 1)),
             ),
+            feedback_key=e.get("MLROLLOUT_FEEDBACK_KEY") or None,
             skops_trusted_types=tuple(
                 t.strip() for t in e.get("MLROLLOUT_SKOPS_TRUSTED_TYPES", "").split(",") if t.strip()
             ),

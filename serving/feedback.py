@@ -6,11 +6,17 @@ gunicorn master before it forks (with `preload_app`), so every worker reads what
 it is direct-mapped (a newer id can evict an older one) with a TTL, so its memory is fixed;
 (2) counts are kept as a Prometheus counter per (predicted, actual) class pair, which multiprocess mode
 sums over workers, so F1 is computed from the aggregated confusion matrix, never per worker.
-A client can also send the predictions with its labels, which needs no table at all."""
+A client can also send the predictions with its labels, which needs no table at all. Through a
+Service that spreads requests over several pods (and tracks), the table is not enough: see the
+prediction tokens at the end of this module."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
+import hmac
+import json
 import mmap
 import multiprocessing
 import struct
@@ -85,3 +91,79 @@ def macro_f1(confusion: Mapping[tuple[str, str], float]) -> float | None:
         if denominator > 0:
             scores.append(2 * tp / denominator)
     return sum(scores) / len(scores) if scores else None
+
+
+# --------------------------------------------------------------------------- prediction tokens
+# Live F1 through one Service: the Service load-balances over the pods of every track, so the
+# feedback for a prediction usually reaches another pod, often of the other track and version. The
+# prediction therefore carries what its feedback needs: a token in the X-Prediction-Token header,
+# `v1.<payload>.<mac>`, payload = base64url(JSON {"m": model, "v": version, "r": request id,
+# "p": predicted classes}), mac = the first 16 bytes of HMAC-SHA256(key, "v1." + payload), base64url.
+# Any pod that receives {"token": ..., "labels": [...]} on /feedback verifies the MAC and counts the
+# labels for the token's version, whichever version it serves itself. The key is
+# MLROLLOUT_FEEDBACK_KEY (the same for every pod of a model, e.g. from a Secret); without it the key
+# is derived from the model name, which catches corrupted or mixed-up tokens but does not stop a
+# client from forging one (no more than sending "predictions" with its labels already allows).
+TOKEN_PREFIX = "v1."  # noqa: S105 (a format marker, not a secret)
+_MAC_BYTES = 16
+
+
+@dataclass(frozen=True)
+class PredictionToken:
+    model: str
+    version: str
+    request_id: str
+    predicted: tuple[str, ...]
+
+
+class InvalidToken(ValueError):
+    """The token is malformed, or its MAC does not match (another key, or tampered with)."""
+
+
+def token_key(model_name: str, configured: str | None) -> bytes:
+    if configured:
+        return configured.encode()
+    return hashlib.sha256(f"mlrollout-feedback:{model_name}".encode()).digest()
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _mac(key: bytes, signed: str) -> bytes:
+    return hmac.new(key, signed.encode(), hashlib.sha256).digest()[:_MAC_BYTES]
+
+
+def sign_token(key: bytes, token: PredictionToken) -> str:
+    payload = json.dumps(
+        {"m": token.model, "v": token.version, "r": token.request_id, "p": list(token.predicted)},
+        separators=(",", ":"),
+    ).encode()
+    signed = TOKEN_PREFIX + _b64(payload)
+    return f"{signed}.{_b64(_mac(key, signed))}"
+
+
+def verify_token(key: bytes, text: str) -> PredictionToken:
+    """The token's content, or InvalidToken saying why (constant-time MAC comparison)."""
+    if not text.startswith(TOKEN_PREFIX) or text.count(".") != 2:
+        raise InvalidToken("not a prediction token (expected v1.<payload>.<mac> from X-Prediction-Token)")
+    signed, _, mac_text = text.rpartition(".")
+    try:
+        mac = _unb64(mac_text)
+        raw = json.loads(_unb64(signed[len(TOKEN_PREFIX) :]))
+    except (ValueError, binascii.Error):
+        raise InvalidToken("prediction token is not valid base64url JSON") from None
+    if not hmac.compare_digest(mac, _mac(key, signed)):
+        raise InvalidToken("prediction token signature does not match (another model, key or tampered)")
+    if not isinstance(raw, dict) or not isinstance(raw.get("p"), list):
+        raise InvalidToken("prediction token has no predictions")
+    return PredictionToken(
+        model=str(raw.get("m", "")),
+        version=str(raw.get("v", "")),
+        request_id=str(raw.get("r", "")),
+        predicted=tuple(str(p) for p in raw["p"]),
+    )

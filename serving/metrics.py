@@ -127,9 +127,11 @@ class ServingMetrics:
         for feature, count in per_feature.items():
             self.missing.labels(**self._ident, feature=feature).inc(count)
 
-    def labelled(self, pairs: Mapping[tuple[str, str], int]) -> None:
+    def labelled(self, pairs: Mapping[tuple[str, str], int], version: str | None = None) -> None:
+        """Count labelled predictions for the version that made them (a token may name another)."""
+        ident = self._ident if version is None else {**self._ident, "model_version": version}
         for (predicted, actual), count in pairs.items():
-            self.feedback.labels(**self._ident, predicted=predicted, actual=actual).inc(count)
+            self.feedback.labels(**ident, predicted=predicted, actual=actual).inc(count)
 
 
 def _default_registry() -> CollectorRegistry:

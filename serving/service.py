@@ -19,12 +19,20 @@ from mlrollout.serving import parsing, v2
 from mlrollout.serving.batching import MicroBatcher
 from mlrollout.serving.config import ServingConfig
 from mlrollout.serving.errors import BadRequest, HeaderLookup, NotFound, SchemaViolation, ServingError
-from mlrollout.serving.feedback import PredictionStore
+from mlrollout.serving.feedback import (
+    InvalidToken,
+    PredictionStore,
+    PredictionToken,
+    sign_token,
+    token_key,
+    verify_token,
+)
 from mlrollout.serving.metrics import ServingMetrics
 from mlrollout.serving.model import LoadedModel
 
 log = logging.getLogger("mlrollout.serving")
 JSON = "application/json"
+TOKEN_HEADER = "X-Prediction-Token"  # noqa: S105 (a header name, not a secret)
 
 
 @dataclass(frozen=True)
@@ -32,6 +40,7 @@ class Reply:
     status: int
     body: bytes
     content_type: str = JSON
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 def json_reply(payload: Any, status: int = 200) -> Reply:
@@ -58,10 +67,13 @@ class Service:
         self._batcher = MicroBatcher(model.predict, config.microbatch_max_rows) if config.microbatch else None
         self._class_index = {str(c): i for i, c in enumerate(model.classes or ())}
         self._class_position = {c: i for i, c in enumerate(model.classes or ())}
+        self._token_key = token_key(model.name, config.feedback_key)
         metrics.model_loaded(model.flavor, model.load_seconds)
 
     # ------------------------------------------------------------------ scoring
-    def _score(self, batch: parsing.Batch, request_id: str) -> npt.NDArray[Any]:
+    def _score(
+        self, batch: parsing.Batch, request_id: str
+    ) -> tuple[npt.NDArray[Any], tuple[tuple[str, str], ...]]:
         stage = self.metrics.stage
         missing = batch.missing_counts(self.model.schema)
         if missing:
@@ -74,20 +86,25 @@ class Service:
         except (ValueError, TypeError) as exc:
             raise SchemaViolation(f"the model could not score this input: {exc}", field="body") from None
         stage["predict"].observe(time.perf_counter() - t0)
-        self._record(predictions, request_id)
-        return predictions
+        return predictions, self._record(predictions, request_id)
 
-    def _record(self, predictions: npt.NDArray[Any], request_id: str) -> None:
+    def _record(self, predictions: npt.NDArray[Any], request_id: str) -> tuple[tuple[str, str], ...]:
+        """Count the predictions; keep them for feedback; the token header feedback can carry."""
         if len(predictions) == 1:
             counts: dict[Any, int] = {_plain(predictions[0]): 1}
         else:
             values, numbers = np.unique(predictions, return_counts=True)
             counts = {_plain(v): int(n) for v, n in zip(values, numbers, strict=True)}
         self.metrics.scored(counts, len(predictions))
-        if self._class_index and len(predictions) <= self.store.limits.max_rows:
-            index = self._class_position
-            indices = [index.get(p, -1) for p in predictions.tolist()]
-            self.store.put(request_id, indices)
+        if not self._class_index or len(predictions) > self.store.limits.max_rows:
+            return ()
+        values = predictions.tolist()
+        index = self._class_position
+        self.store.put(request_id, [index.get(p, -1) for p in values])
+        token = PredictionToken(
+            self.model.name, self.model.version, request_id, tuple(_label(p) for p in values)
+        )
+        return ((TOKEN_HEADER, sign_token(self._token_key, token)),)
 
     def invocations(self, body: bytes, content_type: str | None, request_id: str) -> Reply:
         t0 = time.perf_counter()
@@ -98,9 +115,9 @@ class Service:
         else:
             batch = parsing.parse_invocations_json(parsing.load_json(body), self.model.schema, self.limits)
         self.metrics.stage["parse"].observe(time.perf_counter() - t0)
-        predictions = self._score(batch, request_id)
+        predictions, headers = self._score(batch, request_id)
         t1 = time.perf_counter()
-        reply = Reply(200, _dump_predictions(predictions))
+        reply = Reply(200, _dump_predictions(predictions), headers=headers)
         self.metrics.stage["serialize"].observe(time.perf_counter() - t1)
         return reply
 
@@ -113,9 +130,10 @@ class Service:
             parsing.check_media_type(headers.get("Content-Type") or JSON, parsing.JSON_TYPES)
         request = v2.parse_infer(body, header_length, self.model.schema, self.limits)
         self.metrics.stage["parse"].observe(time.perf_counter() - t0)
-        predictions = self._score(request.batch, request_id)
+        predictions, token = self._score(request.batch, request_id)
         t1 = time.perf_counter()
-        reply = Reply(200, v2.infer_response(self.model.name, self.model.version, request.id, predictions))
+        body = v2.infer_response(self.model.name, self.model.version, request.id, predictions)
+        reply = Reply(200, body, headers=token)
         self.metrics.stage["serialize"].observe(time.perf_counter() - t1)
         return reply
 
@@ -129,11 +147,18 @@ class Service:
                 "this model has no known classes, so feedback labels cannot be scored", field="labels"
             )
         if not isinstance(payload, dict):
-            raise BadRequest("feedback must be a JSON object with request_id and labels", field="body")
+            raise BadRequest(
+                "feedback must be a JSON object with request_id (or token) and labels", field="body"
+            )
+        token_text = payload.get("token")
+        if token_text is not None:
+            return self._token_feedback(token_text, payload)
         request_id = payload.get("request_id")
         if not isinstance(request_id, str) or not request_id:
             raise BadRequest(
-                "request_id must be the X-Request-ID of the prediction being labelled", field="request_id"
+                "request_id must be the X-Request-ID of the prediction being labelled "
+                "(or send its X-Prediction-Token as token)",
+                field="request_id",
             )
         labels = self._classes_of(_one_or_many(payload, "labels", "label"), "labels")
         if "predictions" in payload or "prediction" in payload:
@@ -143,26 +168,51 @@ class Service:
             if stored is None:
                 raise NotFound(
                     f"no stored prediction for request_id {request_id!r} (unknown, expired, already "
-                    "labelled, or over the stored row limit); send 'predictions' with the labels",
+                    "labelled, answered by another pod, or over the stored row limit); send the "
+                    "prediction's X-Prediction-Token as token, or 'predictions' with the labels",
                     field="request_id",
                 )
             classes = list(self._class_index)
             predicted = [classes[i] if 0 <= i < len(classes) else "unknown" for i in stored]
+        self._count(predicted, labels, None)
+        return json_reply({"request_id": request_id, "accepted": len(labels)})
+
+    def _token_feedback(self, token_text: Any, payload: Mapping[str, Any]) -> Reply:
+        """Feedback through the Service: the token says which version predicted what, so any pod of
+        any track counts it for that version."""
+        if not isinstance(token_text, str):
+            raise BadRequest("token must be the X-Prediction-Token of the prediction", field="token")
+        try:
+            token = verify_token(self._token_key, token_text)
+        except InvalidToken as exc:
+            raise BadRequest(str(exc), field="token") from None
+        if token.model != self.model.name:
+            raise SchemaViolation(
+                f"token is for model {token.model!r}; this server serves {self.model.name!r}", field="token"
+            )
+        known = set(self._class_index) | set(token.predicted)
+        labels = self._classes_of(_one_or_many(payload, "labels", "label"), "labels", known)
+        self._count(list(token.predicted), labels, token.version)
+        return json_reply(
+            {"request_id": token.request_id, "model_version": token.version, "accepted": len(labels)}
+        )
+
+    def _count(self, predicted: list[str], labels: list[str], version: str | None) -> None:
         if len(predicted) != len(labels):
             raise SchemaViolation(f"{len(labels)} labels for {len(predicted)} predictions", field="labels")
         pairs: dict[tuple[str, str], int] = {}
         for p, a in zip(predicted, labels, strict=True):
             pairs[(p, a)] = pairs.get((p, a), 0) + 1
-        self.metrics.labelled(pairs)
-        return json_reply({"request_id": request_id, "accepted": len(labels)})
+        self.metrics.labelled(pairs, version)
 
-    def _classes_of(self, values: list[Any], field: str) -> list[str]:
+    def _classes_of(self, values: list[Any], field: str, known: set[str] | None = None) -> list[str]:
+        classes = self._class_index if known is None else known
         out = []
         for i, value in enumerate(values):
             text = str(value) if type(value) in (int, str) else None
-            if text is None or text not in self._class_index:
+            if text is None or text not in classes:
                 raise SchemaViolation(
-                    f"{field}[{i}] = {value!r} is not one of the model's classes {list(self._class_index)}",
+                    f"{field}[{i}] = {value!r} is not one of the model's classes {sorted(classes)}",
                     field=f"{field}[{i}]",
                 )
             out.append(text)
@@ -216,6 +266,11 @@ def _one_or_many(payload: Mapping[str, Any], many: str, one: str) -> list[Any]:
     if one in payload:
         return [payload[one]]
     raise BadRequest(f"send {many!r} (an array) or {one!r} (one value)", field=many)
+
+
+def _label(value: Any) -> str:
+    """A predicted value as feedback and metrics spell its class."""
+    return str(_plain(value))
 
 
 def _plain(value: Any) -> Any:

@@ -19,11 +19,11 @@ class Threshold:
         return (x[:, 0] > 0.5).astype(np.int64)
 
 
-def model() -> LoadedModel:
+def model(version: str = "2") -> LoadedModel:
     schema = InputSchema((Column("x", "double"), Column("y", "double")))
     return LoadedModel(
         name="thr",
-        version="2",
+        version=version,
         schema=schema,
         predictor=Threshold(),
         flavor="sklearn",
@@ -127,3 +127,36 @@ def test_scoring_path_limits_and_methods() -> None:
     unknown = client.post("/v2/models/thr/versions/2/extra/infer", headers=auth, json={})
     assert unknown.status_code == 404
     assert unknown.headers["X-Model-Name"] == "thr"
+
+
+def test_feedback_through_one_service_counts_for_the_version_that_predicted() -> None:
+    """Two pods behind one Service: stable (version 1) and canary (version 2). The prediction is
+    answered by the canary pod, its feedback lands on the stable pod: counted for version 2."""
+    stable_registry, canary_registry = CollectorRegistry(), CollectorRegistry()
+    stable = create_app(model("1"), ServingConfig(track="stable"), ApiKeys(), stable_registry).test_client()
+    canary = create_app(model("2"), ServingConfig(track="canary"), ApiKeys(), canary_registry).test_client()
+    predicted = canary.post("/invocations", json={"instances": [[0.9, 0], [0.1, 0]]})
+    token = predicted.headers["X-Prediction-Token"]
+    answer = stable.post("/feedback", json={"token": token, "labels": [1, 1]})
+    assert answer.status_code == 200
+    assert answer.json["model_version"] == "2"
+    counted = {"model": "thr", "model_version": "2", "track": "stable", "predicted": "1", "actual": "1"}
+    assert stable_registry.get_sample_value("mlrollout_feedback_total", counted) == 1
+    wrong = {**counted, "predicted": "0"}
+    assert stable_registry.get_sample_value("mlrollout_feedback_total", wrong) == 1
+    own = {**counted, "model_version": "1"}
+    assert stable_registry.get_sample_value("mlrollout_feedback_total", own) is None
+
+
+def test_a_tampered_or_foreign_token_is_refused_with_the_field() -> None:
+    client = create_app(model(), ServingConfig(), ApiKeys(), CollectorRegistry()).test_client()
+    token = client.post("/invocations", json={"instances": [[0.9, 0]]}).headers["X-Prediction-Token"]
+    head, payload, mac = token.split(".")
+    forged = f"{head}.{payload[:-2]}AA.{mac}"
+    refused = client.post("/feedback", json={"token": forged, "labels": [1]})
+    assert refused.status_code == 400
+    assert refused.json["error"]["field"] == "token"
+    other_key = create_app(model(), ServingConfig(feedback_key="k2"), ApiKeys(), CollectorRegistry())
+    answer = other_key.test_client().post("/feedback", json={"token": token, "labels": [1]})
+    assert answer.status_code == 400
+    assert "signature does not match" in answer.json["error"]["message"]

@@ -5,7 +5,16 @@ from __future__ import annotations
 import os
 
 import pytest
-from mlrollout.serving.feedback import PredictionStore, StoreLimits, macro_f1
+from mlrollout.serving.feedback import (
+    InvalidToken,
+    PredictionStore,
+    PredictionToken,
+    StoreLimits,
+    macro_f1,
+    sign_token,
+    token_key,
+    verify_token,
+)
 
 
 def test_put_then_take_once() -> None:
@@ -40,3 +49,20 @@ def test_macro_f1_from_confusion_counts() -> None:
     # class 1: tp 3, fp 1, fn 1 -> 0.75; class 0: tp 5, fp 1, fn 1 -> 10/12
     confusion = {("1", "1"): 3, ("1", "0"): 1, ("0", "1"): 1, ("0", "0"): 5}
     assert macro_f1(confusion) == pytest.approx((0.75 + 10 / 12) / 2)
+
+
+def test_prediction_tokens_round_trip_and_refuse_tampering() -> None:
+    key = token_key("churn", None)
+    token = PredictionToken("churn", "7", "rid-1", ("yes", "no"))
+    text = sign_token(key, token)
+    assert verify_token(key, text) == token
+    assert verify_token(token_key("churn", None), text) == token  # every pod derives the same key
+    with pytest.raises(InvalidToken, match="signature"):
+        verify_token(token_key("other-model", None), text)
+    with pytest.raises(InvalidToken, match="signature"):
+        verify_token(token_key("churn", "a configured key"), text)
+    head, payload, mac = text.split(".")
+    with pytest.raises(InvalidToken):
+        verify_token(key, f"{head}.{payload}x.{mac}")
+    with pytest.raises(InvalidToken, match="not a prediction token"):
+        verify_token(key, "rid-1")
