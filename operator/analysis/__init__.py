@@ -1,9 +1,9 @@
 """Canary analysis: judge a canary against the stable track on live metrics from Prometheus.
 
 Pure core (spec, promql, readings, measurement, judge, state, signals) plus two thin layers:
-the Prometheus client and `analyze`, which runs one analysis. The analysis timer asks
-`next_analysis` whether a run is due, calls `analyze`, writes `outcome.to_status(...)` to
-status.lastAnalysis; the planner acts on its `action` (see README.md).
+the Prometheus client and `analyze`, which runs one analysis. `AnalysisRunner.tick` asks
+`next_analysis` whether a run is due and calls `analyze`; its result is an observation for the
+planner, which records it in status.lastAnalysis and acts on its `action` (see README.md).
 """
 
 from .analyze import analyze, collect, evaluate

@@ -1,8 +1,10 @@
 """Traffic routers: how a canary weight becomes real traffic.
 
 Every provider implements `TrafficRouter`. Routers are pure: they say which replica counts and which
-extra objects realise a weight, and whether the observed cluster realises it yet. The applier
-creates the objects; the planner waits on `verify_weight` before a setWeight step counts as done.
+extra objects realise a weight, and whether the observed cluster realises it yet. The planner waits on
+`verify_weight` before a setWeight step counts as done; `planner/desired.py` turns the counts into
+Deployments and holds every scale-down until the incoming pods are Ready (a surge, never a dip), and
+the applier makes the calls. Only `replicas` exists today; the CRD refuses any other router.
 """
 
 from __future__ import annotations

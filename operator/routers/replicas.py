@@ -7,6 +7,10 @@ Rounding (documented, table-tested): with N = spec.serving.replicas and weight w
 except that for 0 < w < 100 the stable track keeps at least one pod: if canary would be N, it
 becomes N - 1; and if N == 1 both tracks get one pod (a temporary surge to 2, effective 50%).
 w = 0 -> (N, 0); w = 100 -> (0, N). The effective weight is canary / (stable + canary).
+
+These are targets. While a weight changes, the planner keeps the outgoing side at its current size
+until the incoming side is Ready (planner/desired.py), so the effective weight passes through a
+surge; `verify_weight` holds the step until the counts are exactly the targets and all Ready.
 """
 
 from __future__ import annotations
