@@ -79,3 +79,78 @@ def test_unreachable_server_is_temporary() -> None:
     assert answer.temporary
     assert answer.reason == "RegistryUnreachable"
     assert uri in answer.message
+
+
+def test_promote_alias_points_at_the_promoted_version_and_a_rollback_leaves_it(mlflow_server: Any) -> None:
+    """Planner -> applier -> real MLflow: after a promotion the alias named in spec.rollout.promoteAlias
+    is read back pointing at the promoted version; a rollback of the next canary does not move it."""
+    from datetime import UTC, datetime
+
+    from mlflow.tracking import MlflowClient
+    from mlrollout.operator.applier import ServiceMemory, apply_plan
+    from mlrollout.operator.model import DeploymentObs, Observed, Status
+    from mlrollout.operator.planner import plan
+    from mlrollout.operator.spec import parse_spec
+
+    uri = mlflow_server.tracking_uri
+    v1 = train_and_register(uri, "reg-alias", quality="good", alias="champion")
+    v2 = train_and_register(uri, "reg-alias", quality="good", seed=1)
+    v3 = train_and_register(uri, "reg-alias", quality="good", seed=2)
+    client = MlflowClient(uri)
+    assert client.get_model_version_by_alias("reg-alias", "champion").version == v1.version
+
+    def spec(version: str, intent: dict[str, Any]) -> Any:
+        return parse_spec(
+            {
+                "model": {"name": "reg-alias", "version": version},
+                "serving": {"image": "serve:1", "replicas": 2},
+                "rollout": {"promoteAlias": "champion"},
+                "intent": intent,
+            }
+        )
+
+    class NoKube:
+        async def apply_deployment(self, manifest: Any) -> None: ...
+        async def scale_deployment(self, *args: Any) -> None: ...
+        async def apply_service(self, manifest: Any) -> None: ...
+        async def delete_deployment(self, *args: Any) -> None: ...
+        async def label_pod(self, *args: Any) -> None: ...
+        async def patch_status(self, *args: Any) -> None: ...
+
+    async def step(registry: MlflowRegistry, status: Status, version: str, intent: dict[str, Any]) -> Status:
+        s = spec(version, intent)
+        answer = await registry.resolve(s.model, s.gate.metric)
+        ready = {
+            name: DeploymentObs(name, name.split("-v")[1].split("-")[0], 2, 2)
+            for name in (t.deployment for t in (status.stable, status.canary) if t is not None)
+        }
+        decided = plan("md", s, status, Observed(datetime.now(UTC), 1, ready, answer))
+        md = {"metadata": {"name": "md", "namespace": "ns", "uid": "u"}, "status": status.to_dict()}
+        await apply_plan(
+            NoKube(),  # type: ignore[arg-type]
+            md,
+            s,
+            decided,
+            observed=ready,
+            pods=[],
+            post_event=lambda e: None,
+            registry=registry,
+            service=ServiceMemory(),
+        )
+        return decided.status
+
+    async def scenario(registry: MlflowRegistry) -> tuple[Status, Status]:
+        status = await step(registry, Status(), v1.version, {"id": "a", "abort": True})  # first: stable
+        status = await step(registry, status, v2.version, {"id": "b", "promote": "step"})  # canary starts
+        promoted = await step(registry, status, v2.version, {"id": "c", "promote": "full"})
+        status = await step(registry, promoted, v3.version, {"id": "d", "promote": "step"})
+        rolled_back = await step(registry, status, v3.version, {"id": "e", "abort": True})
+        return promoted, rolled_back
+
+    promoted, rolled_back = with_registry(uri, scenario)
+    assert promoted.stable is not None
+    assert promoted.stable.version == v2.version
+    assert client.get_model_version_by_alias("reg-alias", "champion").version == v2.version
+    assert rolled_back.phase == "RolledBack"
+    assert client.get_model_version_by_alias("reg-alias", "champion").version == v2.version
+    assert client.get_model_version("reg-alias", v3.version).tags["mlrollout.status"] == "rolled_back"
