@@ -3,7 +3,8 @@ outage-free: nothing that serves is scaled down or deleted until every incoming 
 its pods Ready.
 
 Roles first: stable gets N (or its share of the weight), the canary its share, kept history 0.
-Then the hold: while any Deployment with a positive target has fewer Ready pods than its target,
+Then the hold: while any incoming Deployment (positive target, not below what it has) has fewer
+Ready pods than its target,
 every observed Deployment keeps at least the replicas it has now (scale-ups proceed, scale-downs
 wait), and Deployments that are no longer wanted but still have replicas are kept as `draining`
 instead of deleted. Once the incoming side is Ready, the next pass scales the outgoing side down
@@ -49,11 +50,13 @@ def targets(status: Status, total: int, router: TrafficRouter) -> list[DesiredDe
 
 
 def incoming_ready(wanted: list[DesiredDeployment], observed: dict[str, DeploymentObs]) -> bool:
-    """Every Deployment that should serve has all its pods Ready at (at least) its target."""
+    """Every incoming Deployment (one that should serve at least as many pods as it has now) has all
+    its target pods Ready. One being scaled *down* is outgoing: its own unready pods (a stable with
+    a crashed pod, say) must not block the rollout."""
     for d in wanted:
-        if d.replicas == 0:
-            continue
         obs = observed.get(d.name)
+        if d.replicas == 0 or (obs is not None and d.replicas < obs.replicas):
+            continue
         if obs is None or obs.replicas < d.replicas or obs.ready_replicas < d.replicas:
             return False
     return True

@@ -69,6 +69,8 @@ def start_canary(w: Work, target: Resolution) -> None:
 
 
 def drop_canary(w: Work) -> None:
+    """No canary any more. status.lastAnalysis stays (it says why the canary was promoted or rolled
+    back); it names its canary revision, and the next canary starts by clearing it."""
     w.update(
         canary=None,
         weight=0,
@@ -76,7 +78,6 @@ def drop_canary(w: Work) -> None:
         step_started_at=None,
         canary_started_at=None,
         canary_not_ready_since=None,
-        last_analysis=None,
     )
 
 

@@ -66,6 +66,7 @@ class Sim:
     now: datetime = T0
     deployments: dict[str, DeploymentObs] = field(default_factory=dict)
     broken: set[str] = field(default_factory=set)  # versions whose pods never become Ready
+    unready: dict[str, int] = field(default_factory=dict)  # version -> pods of it that never become Ready
     crash: set[str] = field(default_factory=set)
     registry_down: bool = False
     analysis: AnalysisResult | AnalysisInvalid | None = None
@@ -106,6 +107,8 @@ class Sim:
             settled = self._ticks - self._scaled_at.get(d.name, 0) >= self.lag
             if d.version in self.broken:
                 ready = 0
+            elif d.version in self.unready:
+                ready = max(0, d.replicas - self.unready[d.version])
             elif settled:
                 ready = d.replicas
             else:  # scale-downs take pods away at once; scale-ups add them later
@@ -631,6 +634,17 @@ def test_a_draining_deployment_is_never_created_and_goes_once_incoming_is_ready(
     assert "churn-v2" not in sim.replicas()
 
 
+def test_an_outgoing_side_with_a_dead_pod_does_not_block_the_rollout() -> None:
+    """Stable has two pods that never become Ready: scaling it down is still allowed once the
+    incoming canary pods are Ready, so the steps progress."""
+    sim = promoted("1")
+    sim.unready["1"] = 2
+    sim.retarget("2")
+    sim.run(40)
+    assert sim.status.current_step_index == 3  # reached the indefinite pause at 50%
+    assert sim.replicas() == {"churn-v1": 5, "churn-v2": 5}
+
+
 # --------------------------------------------------------------------------- analysis policy
 @pytest.mark.parametrize(
     ("results", "phase", "pause_reason"),
@@ -681,6 +695,9 @@ def test_a_retry_of_a_rolled_back_version_after_a_serving_change_starts_clean() 
     sim.result("Failed", "Rollback", "errorRate 0.3 > 0.01; failure 2 of 2")
     sim.run(3)
     assert sim.status.phase == "RolledBack"
+    kept = sim.status.last_analysis
+    assert kept is not None  # kept after the rollback: it says why
+    assert kept.verdict == "Failed"
     sim.run(3)
     assert sim.status.canary is None  # not retried while the target is the same revision
     sim.retarget("2", rollout=rollout, serving={"image": "serve:2", "replicas": 10})
