@@ -11,14 +11,14 @@ PYTEST_ARGS ?=
 # Every `python -m` here runs with -P: the working directory holds operator/, which must never be
 # imported in place of the standard library's `operator` (a fresh venv has not preloaded it).
 
-.PHONY: constraints help setup venv system-deps k8s-binaries test unit lint typecheck demo cluster-up cluster-down clean
+.PHONY: constraints help setup venv system-deps k8s-binaries prometheus test unit lint typecheck demo cluster-up cluster-down clean
 
 help:
 	@echo "make demo   - bring the local stack up and walk through a rollout"
 	@echo "make test   - lint, typecheck and the whole test suite (unit, cluster, e2e, images)"
 	@echo "make setup  - only install/build what the two above need"
 
-setup: venv system-deps k8s-binaries
+setup: venv system-deps k8s-binaries prometheus
 
 venv: $(VENV_STAMP)
 
@@ -41,6 +41,10 @@ constraints:
 
 k8s-binaries:
 	@bash hack/build-k8s.sh >/dev/null && echo "kubernetes binaries: $$(bash hack/build-k8s.sh --print-bin)"
+
+# Prometheus 3 (Kubernetes service discovery), built from its Go module and cached like the above.
+prometheus:
+	@bash hack/build-prometheus.sh >/dev/null && echo "prometheus binaries: $$(bash hack/build-prometheus.sh --print-bin)"
 
 # mypy sees the folder -> package mapping through a symlink tree (it cannot run setuptools' import hook).
 .typecheck/mlrollout:

@@ -134,11 +134,12 @@ class DemoPrometheus:
         PROM_DIR.mkdir(parents=True, exist_ok=True)
         if self.alive and self.port_file.exists():
             return self.url
-        binary = os.environ.get("MLROLLOUT_PROMETHEUS") or "/usr/bin/prometheus"
-        if not Path(binary).is_file():
-            raise SystemExit(
-                "no Prometheus at /usr/bin/prometheus: run `make setup` (installs Debian's package)"
-            )
+        from prometheus_build import PrometheusBuildError, prometheus_binary
+
+        try:
+            binary = str(prometheus_binary())
+        except PrometheusBuildError as exc:
+            raise SystemExit(f"Prometheus 3 could not be built (hack/build-prometheus.sh): {exc}") from exc
         if not self.targets_file.exists():
             self.set_targets([])
         config = {

@@ -3,9 +3,16 @@
 set -euo pipefail
 need=()
 command -v openssl >/dev/null || need+=(openssl)
-command -v prometheus >/dev/null || [[ -x /usr/bin/prometheus ]] || need+=(prometheus)
 command -v dockerd >/dev/null || need+=(docker.io)
 command -v debootstrap >/dev/null || [[ -x /usr/sbin/debootstrap ]] || need+=(debootstrap)
+# The real kubelet node (hack/real_node.py): container runtime, CNI plugins, kube-proxy's tools.
+command -v containerd >/dev/null || need+=(containerd)
+command -v runc >/dev/null || need+=(runc)
+[[ -x /usr/lib/cni/bridge ]] || need+=(containernetworking-plugins)
+command -v iptables >/dev/null || [[ -x /usr/sbin/iptables ]] || need+=(iptables)
+command -v conntrack >/dev/null || [[ -x /usr/sbin/conntrack ]] || need+=(conntrack)
+# Only silences kube-proxy's nftables clean-up errors.
+command -v nft >/dev/null || [[ -x /usr/sbin/nft ]] || need+=(nftables)
 if [[ ${#need[@]} -eq 0 ]]; then exit 0; fi
 echo "[system-deps] installing: ${need[*]}" >&2
 SUDO=""; [[ $(id -u) -eq 0 ]] || SUDO="sudo"

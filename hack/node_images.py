@@ -170,27 +170,57 @@ def ensure_project_image(name: str, log_dir: Path) -> NodeImage:
     if present(ref):
         return NodeImage(ref, 0.0)
     started = time.monotonic()
-    for script in ("docker-engine.sh",):
-        proc = subprocess.run(["bash", str(HACK / script)], capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            raise real_node.NodeError(f"hack/{script} failed: {proc.stderr[-2000:]}")
-    base = subprocess.run(["bash", str(HACK / "base-image.sh")], capture_output=True, text=True, check=False)
-    if base.returncode != 0:
-        raise real_node.NodeError(f"hack/base-image.sh failed: {base.stderr[-2000:]}")
-    base_tag = base.stdout.strip().splitlines()[-1]
-    inspect = subprocess.run(["docker", "image", "inspect", ref], capture_output=True, check=False)
-    if inspect.returncode != 0:
-        _log(f"docker build {ref}")
-        log_dir.mkdir(parents=True, exist_ok=True)
-        dockerfile = PROJECT_IMAGES[name][0]
-        _docker(
-            "build", "--network", "host", "--build-arg", f"BASE_IMAGE={base_tag}",
-            "-f", str(ROOT / dockerfile), "-t", ref, str(ROOT),
-            log=log_dir / f"docker-build-{name}.log",
-        )  # fmt: skip
+    proc = subprocess.run(
+        ["bash", str(HACK / "docker-engine.sh")], capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        raise real_node.NodeError(f"hack/docker-engine.sh failed: {proc.stderr[-2000:]}")
+    build_project_image(name, log_dir)
     _log(f"importing {ref} into the node's containerd")
     with tempfile.TemporaryDirectory() as tmp:
         tar = Path(tmp) / "image.tar"
         _docker("save", "-o", str(tar), ref)
         import_tar(tar)
+    prune_older(name, keep=ref)
     return NodeImage(ref, time.monotonic() - started)
+
+
+def prune_older(name: str, keep: str) -> None:
+    """Drop the node's other builds of `name` (running containers keep their snapshots), so the
+    persistent containerd root does not grow by an image per source change."""
+    for ref in real_node.ctr("images", "ls", "-q", check=False).split():
+        short = ref.removeprefix("docker.io/library/")
+        if short.startswith(f"{name}:src-") and short != keep:
+            real_node.ctr("images", "rm", ref, check=False)
+
+
+def build_project_image(name: str, log_dir: Path) -> str:
+    """Only the Docker build (no import): for warming the cache before the node runs."""
+    ref = project_ref(name)
+    if subprocess.run(["docker", "image", "inspect", ref], capture_output=True, check=False).returncode == 0:
+        return ref
+    base = subprocess.run(["bash", str(HACK / "base-image.sh")], capture_output=True, text=True, check=False)
+    if base.returncode != 0:
+        raise real_node.NodeError(f"hack/base-image.sh failed: {base.stderr[-2000:]}")
+    log_dir.mkdir(parents=True, exist_ok=True)
+    _log(f"docker build {ref}")
+    _docker(
+        "build", "--network", "host", "--build-arg", f"BASE_IMAGE={base.stdout.strip().splitlines()[-1]}",
+        "-f", str(ROOT / PROJECT_IMAGES[name][0]), "-t", ref, str(ROOT),
+        log=log_dir / f"docker-build-{name}.log",
+    )  # fmt: skip
+    tags = subprocess.run(
+        ["docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}", name],
+        capture_output=True, text=True, check=False,
+    ).stdout.split()  # fmt: skip
+    stale = [t for t in tags if t.startswith(f"{name}:src-") and t != ref]
+    if stale:
+        subprocess.run(["docker", "image", "rm", *stale], capture_output=True, check=False)
+    return ref
+
+
+if __name__ == "__main__":
+    import sys
+
+    for image_name in sys.argv[1:]:
+        print(build_project_image(image_name, ROOT / ".local" / "images"))

@@ -18,6 +18,7 @@ import fcntl
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -356,20 +357,26 @@ def teardown_network() -> None:
 
 
 def _remove_cni_chains() -> None:
-    """The CNI firewall/portmap plugins' chains (CNI-*) and their jumps, left when pods vanished."""
-    for table in ("filter", "nat"):
-        rules = run("iptables", "-w", "-t", table, "-S", check=False).splitlines()
-        for rule in rules:
-            if rule.startswith("-A ") and re.search(r"-j CNI-", rule) and not rule.startswith("-A CNI-"):
-                run("iptables", "-w", "-t", table, "-D", *rule[3:].split(), check=False)
-        for rule in rules:
-            m = re.match(r"-N (CNI-\S+)", rule)
-            if m:
-                run("iptables", "-w", "-t", table, "-F", m.group(1), check=False)
-        for rule in rules:
-            m = re.match(r"-N (CNI-\S+)", rule)
-            if m:
-                run("iptables", "-w", "-t", table, "-X", m.group(1), check=False)
+    """Chains the node's parts leave behind (CNI-* of the firewall/portmap plugins, KUBE-* of the
+    kubelet, e.g. KUBE-FIREWALL, and whatever `kube-proxy --cleanup` missed), with the jumps to them."""
+    for tool in ("iptables", "ip6tables"):
+        if shutil.which(tool) is None:
+            continue
+        for table in ("filter", "nat", "mangle"):
+            rules = run(tool, "-w", "-t", table, "-S", check=False).splitlines()
+            ours = [m.group(1) for r in rules if (m := re.match(r"-N ((?:CNI|KUBE)-\S+)", r))]
+            for rule in rules:
+                parts = shlex.split(rule)
+                if (
+                    parts[:1] == ["-A"]
+                    and parts[1] not in ours
+                    and any(parts[i] in ("-j", "-g") and parts[i + 1] in ours for i in range(len(parts) - 1))
+                ):
+                    run(tool, "-w", "-t", table, "-D", *parts[1:], check=False)
+            for chain in ours:
+                run(tool, "-w", "-t", table, "-F", chain, check=False)
+            for chain in ours:
+                run(tool, "-w", "-t", table, "-X", chain, check=False)
 
 
 # --------------------------------------------------------------------------- leftovers
@@ -600,7 +607,6 @@ def dns_manifests(image: str) -> str:
         ttl 5
     }}
     cache 5
-    loop
     reload
 }}
 """

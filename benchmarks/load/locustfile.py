@@ -34,6 +34,7 @@ from typing import Any
 
 import gevent
 from locust import HttpUser, constant, events, task
+from locust.exception import StopUser
 
 SUMMARY_PREFIX = "MLROLLOUT-LOAD-SUMMARY"
 
@@ -63,12 +64,14 @@ class Tally:
         self.by_status: Counter[str] = Counter()
         self.failures: Counter[str] = Counter()
         self.feedback: Counter[str] = Counter()
-        self.requests = 0
+        self.requests = 0  # answered or failed, i.e. finished
+        self.sent = 0
         self.started = time.monotonic()
         self.first_failure_at: float | None = None
 
     def summary(self) -> dict[str, Any]:
         return {
+            "sent": self.sent,
             "requests": self.requests,
             "ok": sum(self.by_version.values()),
             "by_version": dict(self.by_version),
@@ -96,13 +99,15 @@ class ServingUser(HttpUser):
 
     @task
     def score(self) -> None:
-        if MAX_REQUESTS and TALLY.requests >= MAX_REQUESTS:
-            self.environment.runner.quit()
-            return
+        if MAX_REQUESTS and TALLY.sent >= MAX_REQUESTS:
+            # Quit from another greenlet: quitting kills every user, this one included.
+            gevent.spawn(self.environment.runner.quit)
+            raise StopUser()
         row = random.choice(ROWS)
         body = json.dumps({"dataframe_records": [row["features"]]})
-        TALLY.requests += 1
+        TALLY.sent += 1
         with self.client.post("/invocations", data=body, headers=self.headers, catch_response=True) as resp:
+            TALLY.requests += 1
             status = resp.status_code
             TALLY.by_status[str(status)] += 1
             version = resp.headers.get("X-Model-Version", "")

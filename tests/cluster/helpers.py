@@ -52,7 +52,9 @@ class Operator:
     """The operator as a separate process (`python -m mlrollout.operator --standalone`)."""
 
     log_name = "operator"
-    namespaces: tuple[str, ...] = ()  # empty: clusterwide
+    # The `namespace` fixture's t-* namespaces only: the real-pod tier's r-* ones are the installed
+    # operator's.
+    namespaces: tuple[str, ...] = ("t-*",)
     resync_seconds: str | None = "20"
 
     def __init__(self, cluster: Any, tracking_uri: str, logs: Any) -> None:

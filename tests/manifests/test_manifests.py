@@ -227,11 +227,13 @@ def test_dashboard_uses_metric_names_that_exist() -> None:
 
 
 def test_dashboard_queries_are_valid_promql(tmp_path: Path) -> None:
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        from support.ci import unavailable
+    from support.ci import unavailable
+    from support.prometheus import PrometheusUnavailable, find_promtool
 
-        unavailable("promtool (Debian package prometheus) is not installed")
+    try:
+        promtool = str(find_promtool())
+    except PrometheusUnavailable as exc:
+        unavailable(str(exc))
     rules = [
         {"record": f"dashboard:query_{i}", "expr": q.replace("$__rate_interval", "1m").replace("$", "")}
         for i, q in enumerate(dashboard_queries())

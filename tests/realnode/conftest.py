@@ -140,3 +140,102 @@ def real_namespace(node: LocalCluster, request: pytest.FixtureRequest) -> Iterat
     finally:
         # Always: leftover serving pods would load the node for every later test.
         node.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
+
+
+ROOT = Path(__file__).resolve().parents[2]
+OPERATOR_NAMESPACE = "mlrollout-system"
+
+
+@dataclass
+class InstalledOperator:
+    image: str
+    namespace: str = OPERATOR_NAMESPACE
+
+    def pods(self, cluster: LocalCluster) -> list[dict[str, Any]]:
+        selector = "app.kubernetes.io/name=mlrollout-operator"
+        out = cluster.kubectl("-n", self.namespace, "get", "pods", "-l", selector, "-o", "json").stdout
+        return list(json.loads(out)["items"])
+
+
+def install_kustomization(image_ref: str, dest: Path) -> Path:
+    """A kustomization over manifests/overlays/local that pins the imported operator image and
+    scopes the operator to this tier's r-* namespaces (other tiers run operators of their own)."""
+    name, tag = image_ref.rsplit(":", 1)
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / "kustomization.yaml").write_text(
+        json.dumps(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": [str(ROOT / "manifests" / "overlays" / "local")],
+                "images": [{"name": "mlrollout-operator", "newName": name, "newTag": tag}],
+                "patches": [
+                    {
+                        "target": {"kind": "Deployment", "name": "mlrollout-operator"},
+                        "patch": json.dumps(
+                            [
+                                {
+                                    "op": "replace",
+                                    "path": "/spec/template/spec/containers/0/args/0",
+                                    "value": installed_args(),
+                                }
+                            ]
+                        ),
+                    }
+                ],
+            },
+            indent=2,
+        )
+    )
+    return dest
+
+
+def installed_args() -> str:
+    """The base install's `kopf run` line with --all-namespaces narrowed to r-* namespaces."""
+    import yaml
+
+    docs = list(yaml.safe_load_all((ROOT / "manifests" / "base" / "operator.yaml").read_text()))
+    args = docs[0]["spec"]["template"]["spec"]["containers"][0]["args"][0]
+    assert "--all-namespaces" in args, args
+    return str(args).replace("--all-namespaces", "--namespace 'r-*'")
+
+
+@pytest.fixture(scope="session")
+def installed_operator(
+    node: LocalCluster, node_image: Callable[[str], str], node_mlflow: NodeMlflow,
+    tmp_path_factory: pytest.TempPathFactory, component_logs: Any,
+) -> Iterator[InstalledOperator]:  # fmt: skip
+    """`kubectl apply -k` of the local overlay: the operator as 2 real pods (peering) on the node."""
+    image = node_image("mlrollout-operator")
+    kustomization = install_kustomization(image, tmp_path_factory.mktemp("install"))
+    node.kubectl("apply", "--server-side", "--force-conflicts", "-k", str(kustomization), timeout=180)
+    op = InstalledOperator(image=image)
+    try:
+        node.kubectl(
+            "-n", OPERATOR_NAMESPACE, "rollout", "status", "deployment/mlrollout-operator", "--timeout=240s",
+            timeout=260,
+        )  # fmt: skip
+        yield op
+    finally:
+        for pod in op.pods(node):
+            name = pod["metadata"]["name"]
+            logs = node.kubectl("-n", OPERATOR_NAMESPACE, "logs", name, "--all-containers", check=False)
+            component_logs.path(f"installed-{name}").write_text(logs.stdout + logs.stderr)
+        node.kubectl("delete", "-k", str(kustomization), "--ignore-not-found", "--wait=false", check=False)
+
+
+@pytest.fixture(scope="session")
+def kube_prometheus(node: LocalCluster, component_logs: Any) -> Iterator[Any]:
+    """Prometheus with the shipped scrape job, discovering pods through the Kubernetes API."""
+    from kube_prometheus import KubePrometheus
+    from support.prometheus import PrometheusUnavailable
+
+    try:
+        prom = KubePrometheus(node.kubeconfig, component_logs)
+    except (PrometheusUnavailable, ProcessFailed) as exc:
+        unavailable(f"Prometheus with Kubernetes discovery: {exc}")
+    node.kubectl("apply", "-f", "-", input=prom.service_manifest())
+    try:
+        yield prom
+    finally:
+        prom.stop()

@@ -37,9 +37,14 @@ def test_real_node_is_ready_with_the_pinned_version_beside_kwok_nodes(node: Loca
     assert {"key": real_node.TAINT_KEY, "value": "true", "effect": "NoSchedule"} in real["spec"]["taints"]
     assert real["metadata"]["labels"][real_node.NODE_LABEL] == "real"
     assert sum(1 for n in nodes.values() if n["metadata"]["labels"].get("type") == "kwok") >= 1
+
     # The kubelet authenticated with its node certificate: the Node authorizer let it write its Lease.
-    lease = kubectl_json(node, "-n", "kube-node-lease", "get", "lease", real_node.NODE_NAME)
-    assert lease["spec"]["holderIdentity"] == real_node.NODE_NAME
+    def lease_holder() -> str:
+        lease = ("-n", "kube-node-lease", "get", "lease", real_node.NODE_NAME)
+        out = node.kubectl(*lease, "-o", "jsonpath={.spec.holderIdentity}", check=False)
+        return out.stdout.strip()
+
+    assert wait_until("the node's Lease", lease_holder, 30, 0.5) == real_node.NODE_NAME
 
 
 def test_pods_resolve_cluster_names_and_answer_kubectl_logs_and_exec(

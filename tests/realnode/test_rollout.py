@@ -1,0 +1,163 @@
+"""A canary rolled out by the installed operator (2 real pods) over real serving pods: at each
+setWeight step the share of answers per model version, measured by the load generator through the
+one Service, follows the replica ratio of Ready pods; `kubectl rollout status` works on real
+readiness; killing the acting operator pod mid-rollout lets the standby finish it."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import pytest
+from local_cluster import LocalCluster
+from realpods import LoadJob, kubectl_json, share_tolerance, wait_until
+from support.mlflow_models import train_and_register
+
+pytestmark = pytest.mark.realnode
+MODEL = "node-rollout"
+REPLICAS = 4
+
+
+@pytest.fixture(scope="module")
+def versions(node_mlflow: Any) -> Any:
+    return [train_and_register(node_mlflow.tracking_uri, MODEL, seed=s) for s in (0, 1)]
+
+
+def model_deployment(name: str, version: str, image: str, tracking_uri: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "mlrollout.io/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": name},
+        "spec": {
+            "model": {"name": MODEL, "version": version},
+            "gate": {"metric": "f1_score", "threshold": 0.5},
+            "serving": {
+                "image": image,
+                "replicas": REPLICAS,
+                "env": [
+                    {"name": "MLFLOW_TRACKING_URI", "value": tracking_uri},
+                    {"name": "MLROLLOUT_WORKERS", "value": "1"},
+                ],
+                "resources": {"requests": {"cpu": "50m", "memory": "200Mi"}, "limits": {"memory": "1Gi"}},
+            },
+            "rollout": {
+                "steps": [
+                    {"setWeight": 25},
+                    {"pause": {}},
+                    {"setWeight": 50},
+                    {"pause": {}},
+                    {"setWeight": 100},
+                    {"pause": {}},
+                ],
+                "progressDeadlineSeconds": 300,
+            },
+        },
+    }
+
+
+class Md:
+    def __init__(self, cluster: LocalCluster, namespace: str, name: str) -> None:
+        self.cluster, self.namespace, self.name = cluster, namespace, name
+
+    def kubectl(self, *args: str, **kw: Any) -> str:
+        return self.cluster.kubectl("-n", self.namespace, *args, **kw).stdout
+
+    def status(self) -> dict[str, Any]:
+        return dict(
+            kubectl_json(self.cluster, "-n", self.namespace, "get", "md", self.name).get("status", {})
+        )
+
+    def ready_by_version(self) -> dict[str, int]:
+        selector = f"mlrollout.io/model-deployment={self.name}"
+        deps = kubectl_json(self.cluster, "-n", self.namespace, "get", "deployments", "-l", selector)["items"]
+        out: dict[str, int] = {}
+        for d in deps:
+            version = d["metadata"]["labels"]["mlrollout.io/version"]
+            out[version] = out.get(version, 0) + int(d["status"].get("readyReplicas") or 0)
+        return {v: n for v, n in out.items() if n}
+
+    def wait_step(self, index: int, weight: int, timeout: float = 300) -> dict[str, Any]:
+        def at_step() -> dict[str, Any] | None:
+            s = self.status()
+            canary = s.get("canary") or {}
+            if (
+                s.get("currentStepIndex") == index
+                and canary.get("weight") == weight
+                and s.get("phase") == "Paused"
+            ):
+                return s
+            return None
+
+        return dict(wait_until(f"{self.name} paused at step {index} (weight {weight})", at_step, timeout))
+
+    def promote(self) -> None:
+        intent = {"spec": {"intent": {"id": uuid.uuid4().hex[:12], "promote": "step"}}}
+        self.kubectl("patch", "md", self.name, "--type=merge", "-p", json.dumps(intent))
+
+
+def measure(node: LocalCluster, ns: str, image: str, rows: list[dict[str, Any]], requests: int) -> Any:
+    load = LoadJob(
+        node, ns, image, f"http://split-md.{ns}:8080", rows, users=4, max_requests=requests, seconds=120
+    )
+    return load.result(timeout=300)
+
+
+def test_canary_weights_are_measured_in_real_traffic_and_the_standby_operator_finishes(
+    node: LocalCluster, real_namespace: str, node_image: Any, node_mlflow: Any, installed_operator: Any,
+    versions: Any,
+) -> None:  # fmt: skip
+    v1, v2 = versions
+    image = node_image("mlrollout-serving")
+    loadgen = node_image("mlrollout-loadgen")
+    md = Md(node, real_namespace, "split-md")
+    manifest = model_deployment(md.name, v1.version, image, node_mlflow.in_cluster_uri)
+    node.kubectl("-n", real_namespace, "apply", "-f", "-", input=json.dumps(manifest))
+    wait_until("v1 stable on all replicas", lambda: md.ready_by_version() == {v1.version: REPLICAS}, 300)
+
+    manifest["spec"]["model"]["version"] = v2.version
+    node.kubectl("-n", real_namespace, "apply", "-f", "-", input=json.dumps(manifest))
+    rows = [{"features": r, "label": None} for r in v1.sample_rows]
+    measured = []
+    for index, weight in ((1, 25), (3, 50)):
+        status = md.wait_step(index, weight)
+        ready = md.ready_by_version()
+        expected = ready.get(v2.version, 0) / sum(ready.values())
+        result = measure(node, real_namespace, loadgen, rows, 400)
+        measured.append((weight, ready, result.by_version))
+        print(f"\n[rollout] weight {weight}: ready pods {ready}, answers {result.by_version}")
+        assert result.failed == 0, result.summary["failures"]
+        assert abs(result.share(v2.version) - expected) <= share_tolerance(expected, result.ok), measured
+        canary = status["canary"]["deployment"] if "deployment" in status.get("canary", {}) else None
+        if canary:
+            md.kubectl("rollout", "status", f"deployment/{canary}", "--timeout=60s")
+        if index == 1:
+            # The acting replica goes away for real: the standby takes over the rest of the rollout.
+            killed = kill_active_operator(node, installed_operator)
+            print(f"[rollout] killed the active operator pod {killed}")
+        md.promote()
+
+    final = md.wait_step(5, 100)
+    assert final["canary"]["weight"] == 100
+    wait_until("v2 on every replica", lambda: md.ready_by_version().get(v2.version) == REPLICAS, 300)
+    result = measure(node, real_namespace, loadgen, rows, 200)
+    assert result.failed == 0, result.summary["failures"]
+    assert result.by_version == {v2.version: result.ok}
+    md.promote()
+    done = wait_until("Promoted", lambda: md.status().get("phase") == "Promoted" and md.status(), 300)
+    assert done["stable"]["version"] == v2.version
+
+
+def kill_active_operator(node: LocalCluster, op: Any) -> str:
+    """Delete (grace 0) the replica kopf lets act: the peer with the highest priority in the
+    ClusterKopfPeering (peers are named by POD_ID, the pod's name)."""
+    peers = kubectl_json(node, "get", "clusterkopfpeering", "mlrollout").get("status", {})
+    pods = {p["metadata"]["name"] for p in op.pods(node)}
+    ranked = sorted(
+        ((v.get("priority", 0), k) for k, v in peers.items() if isinstance(v, dict)), reverse=True
+    )
+    assert ranked, peers
+    assert ranked[0][1] in pods, (peers, pods)
+    pod = ranked[0][1]
+    node.kubectl("-n", op.namespace, "delete", "pod", pod, "--grace-period=0", "--force", check=False)
+    return pod
