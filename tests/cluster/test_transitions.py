@@ -1,0 +1,281 @@
+"""Operator v2 on kwok with the real control plane: transitions bring the incoming pods to Ready
+before the outgoing side is scaled down, and canary analysis never promotes on no evidence.
+
+kwok makes pods Ready as soon as they are scheduled, so the readiness *lag* is table-tested in the
+planner (tests/operator/test_planner.py); here the order of API events is checked: a watch records
+every Deployment change, and at the moment the outgoing Deployment loses replicas (or is deleted)
+the incoming side must already report all its pods Ready. An operator that scaled both in one pass
+fails this on kwok too: the outgoing change lands before any incoming pod exists.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from cluster.helpers import Kubectl, Models, Operator, model_deployment, wait_for
+from support.procs import free_port
+
+pytestmark = pytest.mark.cluster
+
+N = 4  # replicas: small, so each transition is quick on kwok
+HOLD = [{"setWeight": 50}, {"pause": {}}, {"setWeight": 100}, {"pause": {}}]
+
+
+@dataclass
+class Change:
+    kind: str  # ADDED | MODIFIED | DELETED
+    version: str
+    replicas: int
+    ready: int
+
+
+@dataclass
+class DeploymentWatch:
+    """`kubectl get deployments --watch` for one ModelDeployment, every event in order."""
+
+    kc: Kubectl
+    md: str
+    changes: list[Change] = field(default_factory=list)
+    _proc: subprocess.Popen[str] | None = None
+    _thread: threading.Thread | None = None
+
+    def __enter__(self) -> DeploymentWatch:
+        self._proc = subprocess.Popen(
+            [
+                "kubectl",
+                "get",
+                "deployments",
+                "-n",
+                self.kc.ns,
+                "-l",
+                f"mlrollout.io/model-deployment={self.md}",
+                "--watch",
+                "--output-watch-events",
+                "-o",
+                "json",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env=self.kc.env,
+        )
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+        wait_for("the watch lists the current Deployments", lambda: len(self.changes) > 0)
+        return self
+
+    def _read(self) -> None:
+        assert self._proc is not None
+        assert self._proc.stdout is not None
+        decoder, buffer = json.JSONDecoder(), ""
+        for line in self._proc.stdout:
+            buffer += line
+            while buffer.strip():
+                try:
+                    event, end = decoder.raw_decode(buffer.lstrip())
+                except json.JSONDecodeError:
+                    break
+                buffer = buffer.lstrip()[end:]
+                obj = event["object"]
+                self.changes.append(
+                    Change(
+                        event["type"],
+                        obj["metadata"]["labels"]["mlrollout.io/version"],
+                        obj["spec"].get("replicas", 0),
+                        (obj.get("status") or {}).get("readyReplicas", 0) or 0,
+                    )
+                )
+
+    def __exit__(self, *exc: object) -> None:
+        if self._proc is not None:
+            self._proc.terminate()
+            self._proc.wait(timeout=30)
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def scale_downs(self, outgoing: str) -> list[tuple[Change, dict[str, Change]]]:
+        """Each event that took replicas from (or deleted) `outgoing`, with what every other
+        Deployment looked like at that moment."""
+        last: dict[str, Change] = {}
+        out = []
+        for change in self.changes:
+            before = last.get(change.version)
+            shrinks = change.kind == "DELETED" or (before is not None and change.replicas < before.replicas)
+            if change.version == outgoing and shrinks and before is not None and before.replicas > 0:
+                out.append((change, {v: c for v, c in last.items() if v != outgoing}))
+            last[change.version] = change
+        return out
+
+
+def paused_at(kc: Kubectl, name: str, index: int) -> Callable[[], Any]:
+    def probe() -> Any:
+        st = kc.status(name)
+        return st if st.get("currentStepIndex") == index and st.get("phase") == "Paused" else None
+
+    return probe
+
+
+def canary_at(kc: Kubectl, name: str, models: Models, weight: int) -> None:
+    """Stable v1 with N pods, then canary v2 walked to `weight` and paused there."""
+    kc.apply(model_deployment(name, models.v1.version, replicas=N, steps=HOLD))
+    wait_for("v1 Promoted", lambda: kc.status(name).get("phase") == "Promoted")
+    kc.apply(model_deployment(name, models.v2.version, replicas=N, steps=HOLD))
+    wait_for("canary at 50%", paused_at(kc, name, 1))
+    if weight == 100:
+        kc.plugin("promote", name)
+        wait_for("canary at 100%", paused_at(kc, name, 3))
+
+
+def assert_incoming_ready_first(watch: DeploymentWatch, outgoing: str, incoming: dict[str, int]) -> None:
+    downs = watch.scale_downs(outgoing)
+    assert downs, f"version {outgoing} was never scaled down: {watch.changes}"
+    for change, others in downs:
+        for version, want in incoming.items():
+            seen = others.get(version)
+            assert seen is not None, f"{version} did not exist when {outgoing} went to {change}"
+            assert seen.ready >= want, (
+                f"version {outgoing} {change.kind} to {change.replicas} while version {version} had "
+                f"{seen.ready}/{want} Ready: {watch.changes}"
+            )
+
+
+@pytest.mark.parametrize(
+    ("weight", "action", "outgoing", "incoming", "final"),
+    [
+        (100, "abort", "v2", {"v1": N}, {"v1": N}),  # a rollback at 100: stable scaled up from 0 first
+        (50, "abort", "v2", {"v1": N}, {"v1": N}),
+        (50, "promote --full", "v1", {"v2": N}, {"v1": 0, "v2": N}),
+    ],
+)
+def test_transition_scales_outgoing_down_only_after_incoming_is_ready(
+    running_operator: Operator,
+    kc: Kubectl,
+    models: Models,
+    weight: int,
+    action: str,
+    outgoing: str,
+    incoming: dict[str, int],
+    final: dict[str, int],
+) -> None:
+    name = f"tr-{weight}-{action.split(maxsplit=1)[0]}"
+    canary_at(kc, name, models, weight)
+    versions = {"v1": models.v1.version, "v2": models.v2.version}
+    with DeploymentWatch(kc, name) as watch:
+        kc.plugin(*action.split(), name)
+        want = {f"v{versions[k]}": n for k, n in final.items()}
+        wait_for(f"{action}: serving {want}", lambda: kc.replicas(name) == want, timeout=90)
+        wait_for(
+            "every pod Ready", lambda: all(d["ready"] == d["replicas"] for d in kc.deployments(name).values())
+        )
+    assert_incoming_ready_first(watch, versions[outgoing], {versions[k]: n for k, n in incoming.items()})
+
+
+def test_undo_keeps_the_current_stable_until_the_kept_version_is_ready(
+    running_operator: Operator, kc: Kubectl, models: Models
+) -> None:
+    canary_at(kc, "tr-undo", models, 50)
+    kc.plugin("promote", "--full", "tr-undo")
+    v1, v2 = models.v1.version, models.v2.version
+    wait_for("v2 stable", lambda: kc.replicas("tr-undo") == {f"v{v1}": 0, f"v{v2}": N}, timeout=90)
+    with DeploymentWatch(kc, "tr-undo") as watch:
+        kc.plugin("undo", "tr-undo")
+        wait_for("v1 serving again", lambda: kc.replicas("tr-undo") == {f"v{v1}": N, f"v{v2}": 0}, timeout=90)
+    assert_incoming_ready_first(watch, v2, {v1: N})
+
+
+def test_new_target_mid_rollout_drains_the_old_canary_after_the_new_sides_are_ready(
+    running_operator: Operator, kc: Kubectl, models: Models
+) -> None:
+    canary_at(kc, "tr-retarget", models, 50)
+    v1, v3 = models.v1.version, models.v3.version
+    with DeploymentWatch(kc, "tr-retarget") as watch:
+        kc.apply(model_deployment("tr-retarget", v3, replicas=N, steps=HOLD))
+        wait_for("v3 canary at 50%", paused_at(kc, "tr-retarget", 1), timeout=90)
+        wait_for(
+            "old canary gone", lambda: set(kc.replicas("tr-retarget")) == {f"v{v1}", f"v{v3}"}, timeout=90
+        )
+    assert kc.status("tr-retarget")["canary"]["version"] == v3
+    # The old canary went only once stable and the new canary had their shares Ready.
+    downs = watch.scale_downs(models.v2.version)
+    assert downs
+    for change, others in downs:
+        assert others[v1].ready >= others[v1].replicas > 0, (change, watch.changes)
+        assert others[v3].ready >= others[v3].replicas > 0, (change, watch.changes)
+
+
+# --------------------------------------------------------------------------- analysis policy
+def analysis(address: str | None, **extra: Any) -> dict[str, Any]:
+    raw: dict[str, Any] = {
+        "interval": "2s",
+        "minSamples": 10,
+        "metrics": [{"name": "errorRate", "max": 0.01}],
+    }
+    if address is not None:
+        raw["prometheus"] = {"address": address, "timeoutSeconds": 1}
+    return {**raw, **extra}
+
+
+def test_inconclusive_analysis_without_an_analysis_step_is_never_promoted(
+    running_operator: Operator, kc: Kubectl, models: Models
+) -> None:
+    """No Prometheus answers: every run is Inconclusive. The steps have no analysis step (and no
+    pause), yet the canary must hold, Paused with a typed reason, instead of being promoted."""
+    name = "no-evidence"
+    kc.apply(model_deployment(name, models.v1.version, replicas=N))
+    wait_for("v1 Promoted", lambda: kc.status(name).get("phase") == "Promoted")
+    manifest = model_deployment(
+        name, models.v2.version, replicas=N, steps=[{"setWeight": 50}, {"setWeight": 100}]
+    )
+    manifest["spec"]["rollout"]["analysis"] = analysis(f"http://127.0.0.1:{free_port()}")
+    kc.apply(manifest)
+    st = wait_for(
+        "held on inconclusive analysis",
+        lambda: (s := kc.status(name)).get("pauseReason") == "AnalysisInconclusive" and s,
+        timeout=90,
+    )
+    assert st["phase"] == "Paused"
+    assert st["stable"]["version"] == models.v1.version
+    assert st["canary"]["version"] == models.v2.version
+    last = st["lastAnalysis"]
+    assert (last["verdict"], last["canaryVersion"]) == ("Inconclusive", models.v2.version)
+    assert last["canaryRevision"] == st["canary"]["servingHash"]
+    assert not any(e.startswith("Promoted:") for e in kc.events(name))
+
+
+def test_invalid_analysis_spec_is_one_condition_and_one_event(
+    running_operator: Operator, kc: Kubectl, models: Models
+) -> None:
+    """No Prometheus address in the spec and none configured for the operator: the analysis cannot
+    run. That is one AnalysisValid=False condition and one Warning, however often it reconciles."""
+    name = "bad-analysis"
+    kc.apply(model_deployment(name, models.v1.version, replicas=N))
+    wait_for("v1 Promoted", lambda: kc.status(name).get("phase") == "Promoted")
+    steps = [{"setWeight": 50}, {"analysis": {}}, {"setWeight": 100}]
+    manifest = model_deployment(name, models.v2.version, replicas=N, steps=steps)
+    manifest["spec"]["rollout"]["analysis"] = analysis(None)
+    kc.apply(manifest)
+    st = wait_for(
+        "paused: analysis invalid",
+        lambda: (s := kc.status(name)).get("pauseReason") == "AnalysisInvalid" and s,
+        timeout=90,
+    )
+    valid = next(c for c in st["conditions"] if c["type"] == "AnalysisValid")
+    assert (valid["status"], valid["reason"]) == ("False", "InvalidAnalysisSpec")
+    assert "prometheus.address is required" in valid["message"]
+    for limit in (4, 5, 3):  # three more reconciles, each seen through observedGeneration
+        manifest["spec"]["revisionHistoryLimit"] = limit
+        kc.apply(manifest)
+        generation = kc.md(name)["metadata"]["generation"]
+        wait_for("reconciled", lambda g=generation: kc.status(name).get("observedGeneration") == g)
+    out = json.loads(
+        kc.run("get", "events", "--field-selector", f"involvedObject.name={name}", "-o", "json").stdout
+    )
+    warnings = [e for e in out["items"] if e.get("reason") == "AnalysisInvalid"]
+    assert sum(int(e.get("count") or 1) for e in warnings) == 1, warnings
+    assert kc.status(name)["phase"] == "Paused"
