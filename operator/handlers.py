@@ -90,6 +90,11 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.level = logging.WARNING  # our own Events carry the decisions
     settings.watching.server_timeout = 300
     settings.batching.worker_limit = int(os.environ.get("MLROLLOUT_WORKERS", "200"))
+    # How long this replica's peering entry counts as alive: a standby takes over this long after
+    # the active replica died without saying goodbye (kill -9, node loss). kopf's default is 60 s.
+    lifetime = os.environ.get("MLROLLOUT_PEERING_LIFETIME")
+    if lifetime:
+        settings.peering.lifetime = int(lifetime)
     try:
         config.load_incluster_config()  # type: ignore[no-untyped-call]
     except config.ConfigException:
