@@ -271,7 +271,7 @@ def test_deleting_the_model_deployment_deletes_its_children(
 
 def test_operator_serves_its_own_metrics(running_operator: Operator) -> None:
     """MLROLLOUT_METRICS_PORT exposes the operator's Prometheus metrics (analysis series appear once
-    a canary is analysed; tests/operator/test_canary_analysis.py checks those are recorded)."""
+    a canary is analysed; tests/analysis/test_runner.py checks those are recorded)."""
     import urllib.request
 
     url = f"http://127.0.0.1:{running_operator.metrics_port}/metrics"
