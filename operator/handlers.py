@@ -174,12 +174,13 @@ async def reconcile(body: kopf.Body, *, raise_invalid: bool) -> float | None:
         # Pods matter only while tracks can change (a canary exists, or a kept revision may be
         # restored); a lone stable revision's pods carry the right labels from their template.
         with_pods = status.canary is not None or bool(status.history)
-        answer, (deployments, pods) = await asyncio.gather(
-            ask_registry(), rt.kube.observe(namespace, name, with_pods=with_pods)
+        # Analysis is an observation like the others, taken in parallel with them: a fresh result
+        # when one is due (or why the spec is unusable); the plan decides what is recorded and said.
+        answer, (deployments, pods), tick = await asyncio.gather(
+            ask_registry(),
+            rt.kube.observe(namespace, name, with_pods=with_pods),
+            rt.analysis.tick(namespace, name, spec.analysis, status, now),
         )
-        # Analysis is an observation like the others: a fresh result when one is due (or why the
-        # spec is unusable); the plan decides whether it is recorded and what is announced.
-        tick = await rt.analysis.tick(namespace, name, spec.analysis, status, now)
         observed = Observed(
             now=now,
             generation=int(meta.get("generation") or 0),
