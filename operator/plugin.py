@@ -99,7 +99,8 @@ def render_status(md: Mapping[str, Any]) -> str:
         f"Namespace: {md['metadata'].get('namespace', '')}",
         f"Model:     {(spec.get('model') or {}).get('name', '')}",
         f"Phase:     {st.phase}" + (f"  ({st.message})" if st.message else ""),
-        f"Paused:    {bool(spec.get('paused'))}",
+        f"Paused:    {bool(spec.get('paused'))}"
+        + (f"  (reason: {st.pause_reason})" if st.pause_reason else ""),
         "",
         table(
             [
@@ -120,6 +121,12 @@ def render_status(md: Mapping[str, Any]) -> str:
         "",
         f"Canary weight: {st.weight}%   step: {step}",
     ]
+    if st.last_analysis is not None:
+        a = st.last_analysis
+        lines.append(
+            f"Last analysis: {a.verdict} ({a.action or '-'}) of canary {a.canary_version} at "
+            f"{a.evaluated_at:%Y-%m-%dT%H:%M:%SZ}: {a.message}"
+        )
     if st.abandoned:
         lines.append(
             f"Last abandoned: version {st.abandoned.version} ({st.abandoned.reason}: {st.abandoned.message})"

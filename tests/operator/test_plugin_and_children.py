@@ -70,6 +70,23 @@ def test_undo_picks_latest_kept_or_named_version() -> None:
 def test_tables_are_readable() -> None:
     status = render_status(MD)
     assert "Phase:     Paused" in status
+    with_analysis = {
+        **MD,
+        "status": {
+            **MD["status"],
+            "pauseReason": "AnalysisInconclusive",
+            "lastAnalysis": {
+                "canaryVersion": "3",
+                "verdict": "Inconclusive",
+                "action": "Hold",
+                "evaluatedAt": "2026-01-01T12:00:30Z",
+                "message": "errorRate: canary has 3 requests, below minSamples 100",
+            },
+        },
+    }
+    shown = render_status(with_analysis)
+    assert "(reason: AnalysisInconclusive)" in shown
+    assert "Last analysis: Inconclusive (Hold) of canary 3 at 2026-01-01T12:00:30Z: errorRate" in shown
     assert "stable   2" in status
     assert "Ready       True" in status
     history = render_history(MD)
