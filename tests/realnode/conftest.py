@@ -167,7 +167,8 @@ def install_kustomization(image_ref: str, dest: Path) -> Path:
             {
                 "apiVersion": "kustomize.config.k8s.io/v1beta1",
                 "kind": "Kustomization",
-                "resources": [str(ROOT / "manifests" / "overlays" / "local")],
+                # kustomize takes only relative paths to other kustomizations.
+                "resources": [os.path.relpath(ROOT / "manifests" / "overlays" / "local", dest)],
                 "images": [{"name": "mlrollout-operator", "newName": name, "newTag": tag}],
                 "patches": [
                     {
@@ -178,7 +179,13 @@ def install_kustomization(image_ref: str, dest: Path) -> Path:
                                     "op": "replace",
                                     "path": "/spec/template/spec/containers/0/args/0",
                                     "value": installed_args(),
-                                }
+                                },
+                                # A standby takes over this soon after the active replica is killed.
+                                {
+                                    "op": "add",
+                                    "path": "/spec/template/spec/containers/0/env/-",
+                                    "value": {"name": "MLROLLOUT_PEERING_LIFETIME", "value": "10"},
+                                },
                             ]
                         ),
                     }
