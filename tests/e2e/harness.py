@@ -322,7 +322,8 @@ class PodRunner:
 @dataclass
 class LoadStats:
     sent: Counter[tuple[str, int]] = field(default_factory=Counter)  # (track, HTTP status)
-    feedback: Counter[str] = field(default_factory=Counter)  # track -> labels accepted
+    feedback: Counter[str] = field(default_factory=Counter)  # track that predicted -> labels accepted
+    feedback_elsewhere: int = 0  # labels accepted by another server than the one that predicted
     unreachable: int = 0
 
     def total(self, track: str) -> int:
@@ -417,11 +418,16 @@ class LoadGenerator:
             self.stats.unreachable += 1
             return
         self.stats.sent[(server.want.track, status)] += 1
-        request_id = headers.get("X-Request-ID")
-        if self.feedback and status == 200 and request_id:
-            label = json.dumps({"request_id": request_id, "labels": [self.labels[index]]}).encode()
-            if _post(f"{server.url}/feedback", label)[0] == 200:
+        token = headers.get("X-Prediction-Token")
+        if self.feedback and status == 200 and token:
+            # Through "the Service": the label goes to any ready pod of either track, as one Service
+            # selecting both tracks would send it; the token says which version predicted.
+            anyone = self.runner.ready_servers("stable") + self.runner.ready_servers("canary")
+            target = self.rng.choice(anyone) if anyone else server
+            label = json.dumps({"token": token, "labels": [self.labels[index]]}).encode()
+            if _post(f"{target.url}/feedback", label)[0] == 200:
                 self.stats.feedback[server.want.track] += 1
+                self.stats.feedback_elsewhere += target is not server
 
 
 def _post(url: str, body: bytes) -> tuple[int, Mapping[str, str]]:
