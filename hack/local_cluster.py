@@ -302,7 +302,10 @@ class LocalCluster:
             real_node.claim(self.state, os.getpid())
             real_node.setup_network()
             api_host = real_node.NODE_IP
-        etcd_port, etcd_peer, api_port = free_port(), free_port(), real_node.free_port_on(api_host)
+        etcd_port, etcd_peer = free_port(), free_port()
+        # The apiserver keeps its port across restarts of one state: Services (`kubernetes`) and
+        # kubeconfigs in pods and files keep pointing at it.
+        api_port = self._sticky_port("kube-apiserver", api_host)
         server = f"https://{api_host}:{api_port}"
         self.kubeconfig.write_text(kubeconfig_text(server, pki))
         started = time.monotonic()
@@ -408,6 +411,24 @@ class LocalCluster:
         if self.real_node and join_node:
             self.join_real_node()
 
+    def _sticky_port(self, name: str, host: str) -> int:
+        ports_file = self.state / "ports.json"
+        try:
+            ports = json.loads(ports_file.read_text())
+        except (FileNotFoundError, ValueError):
+            ports = {}
+        key = f"{name}@{host}"
+        port = ports.get(key)
+        if isinstance(port, int):
+            with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.bind((host, port))
+                return port
+        port = real_node.free_port_on(host)
+        ports[key] = port
+        self.state.mkdir(parents=True, exist_ok=True)
+        ports_file.write_text(json.dumps(ports))
+        return port
+
     def _control_plane_running(self) -> bool:
         return all(self._alive_pid(c) for c in COMPONENTS) and self.kubeconfig.exists()
 
@@ -447,7 +468,7 @@ class LocalCluster:
         paths = self.node_paths
         real_node.node_pki(paths, lambda d, n, subj, ext: sign_cert(d, n, subj, ext, ca=self.state / "pki"))
         ports = real_node.NodePorts(
-            kubelet=real_node.free_port_on(real_node.NODE_IP),
+            kubelet=self._sticky_port("kubelet", real_node.NODE_IP),
             kubelet_healthz=free_port(),
             proxy_healthz=free_port(),
             proxy_metrics=free_port(),
@@ -455,6 +476,11 @@ class LocalCluster:
         real_node.write_configs(paths, server, ports)
         self._spawn("containerd", real_node.containerd_argv(paths))
         self._wait("containerd", real_node.containerd_answers, 30)
+        if real_node.purge_containers():
+            # A crashed run's containers were still known: restart so the CRI forgets them too.
+            self._stop(["containerd"])
+            self._spawn("containerd", real_node.containerd_argv(paths))
+            self._wait("containerd", real_node.containerd_answers, 30)
         real_node.update_owner_pid(self.state, self.procs["containerd"].pid)  # lives as long as the node
         node_images.ensure_system_images(bin_dir, coredns_version())
         self._spawn("kubelet", real_node.kubelet_argv(bin_dir, paths))
@@ -514,6 +540,8 @@ class LocalCluster:
             self._stop(["containerd"])
             return  # the machine-wide clean-up below would hit the other cluster's node
         real_node.kill_containers()
+        if self._alive_pid("containerd"):
+            real_node.purge_containers()
         self._stop(["containerd"])
         bin_dir = self.bin_dir or Path(
             subprocess.run(

@@ -413,6 +413,20 @@ def kill_containers() -> None:
             os.kill(pid, signal.SIGKILL)
 
 
+def purge_containers() -> int:
+    """Remove every container (pods' sandboxes included) from the persistent containerd's metadata,
+    keeping its images. Left there, the kubelet would garbage-collect a previous run's sandboxes a
+    minute into the next one, and their CNI DEL would remove the firewall rules of new pods that
+    were given the same addresses. Needs containerd running; returns how many were removed."""
+    for task in ctr("tasks", "ls", "-q", check=False).split():
+        ctr("tasks", "kill", "--signal", "SIGKILL", task, check=False)
+        ctr("tasks", "delete", "--force", task, check=False)
+    ids = ctr("containers", "ls", "-q", check=False).split()
+    for cid in ids:
+        ctr("containers", "rm", cid, check=False)
+    return len(ids)
+
+
 def _pids_matching(needle: str) -> list[int]:
     pids = []
     for proc in Path("/proc").iterdir():
