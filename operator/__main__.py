@@ -4,8 +4,9 @@ With peering (the default, HA), kopf lets only the replica with the highest prio
 pauses every replica that sees a live peer of *equal* priority, so two replicas started with the
 same priority would both stand still. Each replica therefore draws a random priority unless one is
 given (`--priority` or MLROLLOUT_PEERING_PRIORITY): the highest acts, the others stand by and take
-over when its peering entry expires. The peering object (a ClusterKopfPeering named NAME, or a
-KopfPeering per namespace with --namespace) must exist: crds/kopf-peering.yaml + manifests/.
+over when its peering entry expires. The peering object, a ClusterKopfPeering named NAME (also
+with --namespace: handlers.configure keeps the peering cluster-wide), must exist:
+crds/kopf-peering.yaml + manifests/.
 """
 
 from __future__ import annotations

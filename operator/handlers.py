@@ -95,6 +95,9 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     lifetime = os.environ.get("MLROLLOUT_PEERING_LIFETIME")
     if lifetime:
         settings.peering.lifetime = int(lifetime)
+    # Replicas limited to some namespaces (--namespace) still elect through the one
+    # ClusterKopfPeering the install ships and its RBAC grants, not a KopfPeering per namespace.
+    settings.peering.clusterwide = True
     try:
         config.load_incluster_config()  # type: ignore[no-untyped-call]
     except config.ConfigException:

@@ -74,8 +74,8 @@ def test_killing_the_active_replica_mid_rollout_the_standby_finishes_it(
         cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{crd_name}")
     cluster.kubectl("apply", "-f", str(PEERING_CRDS))
     kc = Kubectl(cluster, ha_namespace)
-    # kopf 1.3x keeps the peering in a ClusterKopfPeering even when the operator serves only
-    # --namespace NS (seen in its log: "Keep-alive in 'ha' cluster-wide"): a name of our own.
+    # Replicas elect through a ClusterKopfPeering also with --namespace (handlers.configure keeps
+    # the peering cluster-wide): one of our own, named after the namespace.
     peering = ha_namespace
     body = {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": peering}}
     cluster.kubectl("apply", "-f", "-", input=json.dumps(body))
