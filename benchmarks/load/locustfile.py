@@ -118,12 +118,13 @@ class ServingUser(HttpUser):
                 return
             TALLY.by_version[version] += 1
             resp.success()
-            request_id = resp.headers.get("X-Request-ID", "")
-        if row.get("label") is not None and request_id and random.random() < FEEDBACK_SHARE:
-            self._feedback(request_id, row["label"])
+            # The signed token names the version that predicted, so feedback may reach any pod.
+            token = resp.headers.get("X-Prediction-Token", "")
+        if row.get("label") is not None and token and random.random() < FEEDBACK_SHARE:
+            self._feedback(token, row["label"])
 
-    def _feedback(self, request_id: str, label: Any) -> None:
-        body = json.dumps({"request_id": request_id, "labels": [label]})
+    def _feedback(self, token: str, label: Any) -> None:
+        body = json.dumps({"token": token, "labels": [label]})
         with self.client.post(
             "/feedback", data=body, headers=self.headers, name="/feedback", catch_response=True
         ) as resp:

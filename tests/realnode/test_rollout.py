@@ -78,18 +78,18 @@ class Md:
         return {v: n for v, n in out.items() if n}
 
     def wait_step(self, index: int, weight: int, timeout: float = 300) -> dict[str, Any]:
-        def at_step() -> dict[str, Any] | None:
-            s = self.status()
-            canary = s.get("canary") or {}
-            if (
-                s.get("currentStepIndex") == index
-                and canary.get("weight") == weight
-                and s.get("phase") == "Paused"
-            ):
-                return s
-            return None
+        seen: list[dict[str, Any]] = [{}]
 
-        return dict(wait_until(f"{self.name} paused at step {index} (weight {weight})", at_step, timeout))
+        def at_step() -> dict[str, Any] | None:
+            s = seen[0] = self.status()
+            paused = s.get("phase") == "Paused" and s.get("currentStepIndex") == index
+            return s if paused and s.get("weight") == weight else None
+
+        try:
+            return dict(wait_until(f"{self.name} paused at step {index}", at_step, timeout))
+        except pytest.fail.Exception:
+            brief = {k: seen[0].get(k) for k in ("phase", "currentStepIndex", "weight", "pauseReason")}
+            pytest.fail(f"{self.name} never paused at step {index} (weight {weight}); last status {brief}")
 
     def promote(self) -> None:
         intent = {"spec": {"intent": {"id": uuid.uuid4().hex[:12], "promote": "step"}}}
