@@ -78,6 +78,7 @@ class NodeMlflow:
     tracking_uri: str  # from the host (tests register models through it)
     in_cluster_uri: str  # from pods, by the Service's DNS name
     process: ManagedProcess
+    artifact_root: Path  # where the server keeps what mlflow-artifacts:/ URIs name
 
 
 @pytest.fixture(scope="session")
@@ -105,7 +106,9 @@ def node_mlflow(
         input=real_node.host_service("mlflow", MLFLOW_NAMESPACE, MLFLOW_SERVICE_PORT, port),
     )  # fmt: skip
     try:
-        yield NodeMlflow(tracking_uri=uri, in_cluster_uri=IN_CLUSTER_MLFLOW, process=proc)
+        yield NodeMlflow(
+            tracking_uri=uri, in_cluster_uri=IN_CLUSTER_MLFLOW, process=proc, artifact_root=root / "artifacts"
+        )
     finally:
         proc.stop()
 

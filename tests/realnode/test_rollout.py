@@ -160,3 +160,55 @@ def kill_active_operator(node: LocalCluster, op: Any) -> str:
     pod = ranked[0][1]
     node.kubectl("-n", op.namespace, "delete", "pod", pod, "--grace-period=0", "--force", check=False)
     return pod
+
+
+def test_a_canary_whose_model_cannot_load_crash_loops_for_real_and_is_rolled_back(
+    node: LocalCluster, real_namespace: str, node_image: Any, node_mlflow: Any, installed_operator: Any
+) -> None:
+    good = train_and_register(node_mlflow.tracking_uri, "node-crash", seed=0)
+    broken = train_and_register(node_mlflow.tracking_uri, "node-crash", seed=1)
+    # The version's estimator goes missing from the artifact store: its pods download an MLmodel
+    # that cannot be loaded, exit, and the kubelet restarts them (CrashLoopBackOff).
+    stored = node_mlflow.artifact_root / broken.source.removeprefix("mlflow-artifacts:/")
+    (stored / "model.skops").unlink()
+    md = Md(node, real_namespace, "crashing")
+    manifest = model_deployment(
+        md.name, good.version, node_image("mlrollout-serving"), node_mlflow.in_cluster_uri
+    )
+    manifest["spec"]["model"]["name"] = good.name
+    node.kubectl("-n", real_namespace, "apply", "-f", "-", input=json.dumps(manifest))
+    wait_until(
+        "the good version on every replica", lambda: md.ready_by_version() == {good.version: REPLICAS}, 300
+    )
+
+    manifest["spec"]["model"]["version"] = broken.version
+    node.kubectl("-n", real_namespace, "apply", "-f", "-", input=json.dumps(manifest))
+
+    def restarted() -> bool:
+        selector = f"mlrollout.io/model-deployment={md.name},mlrollout.io/version={broken.version}"
+        pods = kubectl_json(node, "-n", real_namespace, "get", "pods", "-l", selector)["items"]
+        return any(
+            c.get("restartCount", 0) >= 1 for p in pods for c in p["status"].get("containerStatuses", [])
+        )
+
+    wait_until("the broken canary's pod restarted by the kubelet", restarted, 180)
+    status = wait_until("RolledBack", lambda: (s := md.status()).get("phase") == "RolledBack" and s, 300)
+    assert status["stable"]["version"] == good.version
+    reasons = node.kubectl(
+        "-n", real_namespace, "get", "events", "--field-selector", f"involvedObject.name={md.name}",
+        "-o", "jsonpath={.items[*].reason}",
+    ).stdout.split()  # fmt: skip
+    assert any("Rollback" in r or "RolledBack" in r for r in reasons), reasons
+    wait_until(
+        "the stable side back on every replica",
+        lambda: md.ready_by_version() == {good.version: REPLICAS},
+        300,
+    )
+    rows = [{"features": r, "label": None} for r in good.sample_rows]
+    target = f"http://{md.name}.{real_namespace}:8080"
+    load = LoadJob(
+        node, real_namespace, node_image("mlrollout-loadgen"), target, rows, users=2, max_requests=100
+    )
+    result = load.result(timeout=180)
+    assert result.failed == 0, result.summary["failures"]
+    assert result.by_version == {good.version: result.ok}
