@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,6 +15,7 @@ LABEL_TRACK = "mlrollout.io/track"
 LABEL_VERSION = "mlrollout.io/version"
 LABEL_REVISION = "mlrollout.io/revision"
 FIELD_MANAGER = "mlrollout-operator"
+TRACK_FIELD = f"metadata.labels['{LABEL_TRACK}']"
 
 
 def owner_reference(md: Mapping[str, Any]) -> dict[str, Any]:
@@ -36,27 +38,76 @@ def selector_labels(md_name: str, want: DesiredDeployment) -> dict[str, str]:
     return labels
 
 
-def deployment(md: Mapping[str, Any], spec: Spec, want: DesiredDeployment) -> dict[str, Any]:
+# Probes. Serving loads the model in the gunicorn master before it listens (preload_app), so
+# nothing answers until the model is in memory: the startup probe gives that load its budget
+# (spec.serving.startupTimeoutSeconds) and holds liveness and readiness back until it passes.
+STARTUP_PERIOD_SECONDS = 1  # ready within a second of listening (start-to-ready is a target)
+# After preStop's sleep and gunicorn's graceful timeout, a few seconds for the master to exit.
+EXIT_MARGIN_SECONDS = 5
+
+
+def _probe(path: str, **timing: int) -> dict[str, Any]:
+    return {"httpGet": {"path": path, "port": "http"}, **timing}
+
+
+def effective_tracking_uri(spec: Spec, default: str | None = None) -> str | None:
+    """The registry the operator resolved the version against: spec.registry.trackingUri, else the
+    operator's default (`default`, or the MLROLLOUT_TRACKING_URI the operator process was started
+    with, the variable handlers.configure builds its RegistryPool from)."""
+    return spec.tracking_uri or default or os.environ.get("MLROLLOUT_TRACKING_URI") or None
+
+
+def termination_grace_seconds(spec: Spec) -> int:
+    """preStop sleep (endpoints and kube-proxy stop sending new connections), then SIGTERM: gunicorn
+    finishes in-flight requests within MLROLLOUT_GRACEFUL_TIMEOUT; then a margin to exit."""
+    return spec.serving.drain_seconds + spec.serving.graceful_timeout_seconds + EXIT_MARGIN_SECONDS
+
+
+def deployment(
+    md: Mapping[str, Any], spec: Spec, want: DesiredDeployment, *, default_tracking_uri: str | None = None
+) -> dict[str, Any]:
     meta = md["metadata"]
+    srv = spec.serving
     labels = {
         **selector_labels(meta["name"], want),
         LABEL_TRACK: want.track,
         "app.kubernetes.io/managed-by": "mlrollout",
     }
-    env = [
+    env: list[dict[str, Any]] = [
         {"name": "MLROLLOUT_MODEL_URI", "value": want.model_uri},
         {"name": "MLROLLOUT_MODEL_NAME", "value": spec.model.name},
         {"name": "MLROLLOUT_MODEL_VERSION", "value": want.version},
-        {"name": "MLROLLOUT_PORT", "value": str(spec.serving.port)},
-        *({"name": k, "value": v} for k, v in spec.serving.env),
+        {"name": "MLROLLOUT_PORT", "value": str(srv.port)},
     ]
+    if not srv.sets_env("MLROLLOUT_TRACK"):
+        # The metrics' `track` label as the pod starts (Prometheus' target label `track`, from the
+        # pod label the operator keeps current, is what analysis reads; see METRICS_CONTRACT.md).
+        env.append({"name": "MLROLLOUT_TRACK", "valueFrom": {"fieldRef": {"fieldPath": TRACK_FIELD}}})
+    tracking_uri = effective_tracking_uri(spec, default_tracking_uri)
+    if tracking_uri and not srv.sets_env("MLFLOW_TRACKING_URI"):
+        # models:/ and mlflow-artifacts: URIs download through the registry that resolved them.
+        env.append({"name": "MLFLOW_TRACKING_URI", "value": tracking_uri})
+    if srv.feedback_key:
+        # One key for every pod of every track: a prediction token verifies on whichever pod the
+        # Service sends its feedback to.
+        ref = {"name": srv.feedback_key.name, "key": srv.feedback_key.key}
+        env.append({"name": "MLROLLOUT_FEEDBACK_KEY", "valueFrom": {"secretKeyRef": ref}})
+    env.extend(var.manifest() for var in srv.env)
     container: dict[str, Any] = {
         "name": "serving",
-        "image": spec.serving.image,
-        "ports": [{"name": "http", "containerPort": spec.serving.port}],
+        "image": srv.image,
+        "ports": [{"name": "http", "containerPort": srv.port, "protocol": "TCP"}],
         "env": env,
-        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 2},
-        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10},
+        "startupProbe": _probe(
+            "/healthz",
+            periodSeconds=STARTUP_PERIOD_SECONDS,
+            timeoutSeconds=1,
+            failureThreshold=max(1, -(-srv.startup_timeout_seconds // STARTUP_PERIOD_SECONDS)),
+        ),
+        # Readiness: the model answers (/readyz is 503 until it is loaded); out of the Service fast.
+        "readinessProbe": _probe("/readyz", periodSeconds=2, timeoutSeconds=2, failureThreshold=2),
+        # Liveness: the server is not wedged; generous, so a busy pod is not killed for a slow reply.
+        "livenessProbe": _probe("/healthz", periodSeconds=10, timeoutSeconds=5, failureThreshold=3),
         # Meets the `restricted` Pod Security Standard, so namespaces that enforce it admit the pods.
         "securityContext": {
             "allowPrivilegeEscalation": False,
@@ -65,22 +116,45 @@ def deployment(md: Mapping[str, Any], spec: Spec, want: DesiredDeployment) -> di
         },
         # A read-only root needs a writable /tmp (gunicorn's heartbeat, Prometheus multiprocess files).
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 (a pod path, not ours)
+        "terminationMessagePolicy": "FallbackToLogsOnError",  # a failed model load says why
     }
-    if spec.serving.resources:
-        container["resources"] = dict(spec.serving.resources)
+    if srv.drain_seconds:
+        # The kubelet's own sleep (PodLifecycleSleepAction, on by default since 1.30): no binary
+        # needed in the image. Meanwhile the pod is already out of the Service's endpoints.
+        container["lifecycle"] = {"preStop": {"sleep": {"seconds": srv.drain_seconds}}}
+    if srv.env_from:
+        container["envFrom"] = [dict(e) for e in srv.env_from]  # env (ours included) wins over these
+    if srv.image_pull_policy:
+        container["imagePullPolicy"] = srv.image_pull_policy
+    if srv.resources:
+        container["resources"] = dict(srv.resources)
     pod_spec: dict[str, Any] = {
         "containers": [container],
         "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
         "volumes": [{"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "256Mi"}}],
+        "terminationGracePeriodSeconds": termination_grace_seconds(spec),
     }
-    if spec.serving.node_selector:
-        pod_spec["nodeSelector"] = dict(spec.serving.node_selector)
-    if spec.serving.auth_secret:
+    if srv.service_account:
+        pod_spec["serviceAccountName"] = srv.service_account
+    else:
+        # Serving never calls the Kubernetes API: the namespace's default token stays out of the pod.
+        pod_spec["automountServiceAccountToken"] = False
+    if srv.image_pull_secrets:
+        pod_spec["imagePullSecrets"] = [{"name": n} for n in srv.image_pull_secrets]
+    if srv.node_selector:
+        pod_spec["nodeSelector"] = dict(srv.node_selector)
+    if srv.tolerations:
+        pod_spec["tolerations"] = [dict(t) for t in srv.tolerations]
+    if srv.affinity:
+        pod_spec["affinity"] = dict(srv.affinity)
+    if srv.priority_class:
+        pod_spec["priorityClassName"] = srv.priority_class
+    if srv.auth_secret:
         container["env"].append({"name": "MLROLLOUT_API_KEYS_FILE", "value": "/var/run/mlrollout/auth/keys"})
         container["volumeMounts"].append(
             {"name": "auth", "mountPath": "/var/run/mlrollout/auth", "readOnly": True}
         )
-        pod_spec["volumes"].append({"name": "auth", "secret": {"secretName": spec.serving.auth_secret}})
+        pod_spec["volumes"].append({"name": "auth", "secret": {"secretName": srv.auth_secret}})
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -101,7 +175,7 @@ def deployment(md: Mapping[str, Any], spec: Spec, want: DesiredDeployment) -> di
                     "labels": {**selector_labels(meta["name"], want), LABEL_TRACK: want.track},
                     "annotations": {
                         "prometheus.io/scrape": "true",
-                        "prometheus.io/port": str(spec.serving.port),
+                        "prometheus.io/port": str(srv.port),
                         "prometheus.io/path": "/metrics",
                     },
                 },

@@ -63,19 +63,106 @@ class Gate:
 
 
 @dataclass(frozen=True)
+class EnvVar:
+    """One container variable: a literal `value`, or `value_from` (a core/v1 EnvVarSource)."""
+
+    name: str
+    value: str = ""
+    value_from: Mapping[str, Any] | None = None
+
+    def manifest(self) -> dict[str, Any]:
+        if self.value_from is not None:
+            return {"name": self.name, "valueFrom": dict(self.value_from)}
+        return {"name": self.name, "value": self.value}
+
+    def hash_doc(self) -> list[Any]:
+        # [name, value] is what the hash has always held for literal values: keep it.
+        return [self.name, self.value if self.value_from is None else {"valueFrom": self.value_from}]
+
+
+@dataclass(frozen=True)
+class SecretKey:
+    name: str
+    key: str = "key"
+
+
+DEFAULT_STARTUP_TIMEOUT_SECONDS = 600
+DEFAULT_DRAIN_SECONDS = 5
+DEFAULT_GRACEFUL_TIMEOUT_SECONDS = 20  # serving's MLROLLOUT_GRACEFUL_TIMEOUT default (gunicorn_config)
+MIN_STARTUP_TIMEOUT_SECONDS = 10
+MAX_STARTUP_TIMEOUT_SECONDS = 3600
+MAX_DRAIN_SECONDS = 120
+
+
+@dataclass(frozen=True)
 class Serving:
     image: str
     replicas: int = 2
     port: int = 8080
     resources: Mapping[str, Any] = field(default_factory=dict)
     node_selector: Mapping[str, str] = field(default_factory=dict)
-    env: tuple[tuple[str, str], ...] = ()
+    env: tuple[EnvVar, ...] = ()
     auth_secret: str | None = None
+    env_from: tuple[Mapping[str, Any], ...] = ()
+    image_pull_policy: str | None = None
+    image_pull_secrets: tuple[str, ...] = ()
+    service_account: str | None = None
+    tolerations: tuple[Mapping[str, Any], ...] = ()
+    affinity: Mapping[str, Any] = field(default_factory=dict)
+    priority_class: str | None = None
+    startup_timeout_seconds: int = DEFAULT_STARTUP_TIMEOUT_SECONDS
+    drain_seconds: int = DEFAULT_DRAIN_SECONDS
+    feedback_key: SecretKey | None = None
+
+    def env_value(self, name: str) -> str | None:
+        """The literal value the user set for `name` (None if unset or from a reference)."""
+        for var in reversed(self.env):  # the last duplicate wins in a container
+            if var.name == name:
+                return var.value if var.value_from is None else None
+        return None
+
+    def sets_env(self, name: str) -> bool:
+        return any(var.name == name for var in self.env)
+
+    @property
+    def graceful_timeout_seconds(self) -> int:
+        """How long gunicorn lets in-flight requests finish after SIGTERM (MLROLLOUT_GRACEFUL_TIMEOUT)."""
+        raw = self.env_value("MLROLLOUT_GRACEFUL_TIMEOUT")
+        return int(raw) if raw and raw.strip().isdigit() else DEFAULT_GRACEFUL_TIMEOUT_SECONDS
 
     @property
     def template_hash(self) -> str:
-        """Identity of the pod template (replicas excluded): a change means a new revision."""
-        doc = [self.image, self.port, self.resources, self.node_selector, self.env, self.auth_secret]
+        """Identity of the pod template (replicas excluded): a change means a new revision.
+
+        Fields added after v0.1 enter the hash only when they differ from their defaults, so an
+        existing ModelDeployment keeps its hash (and its Deployments) across an operator upgrade."""
+        doc: list[Any] = [
+            self.image,
+            self.port,
+            self.resources,
+            self.node_selector,
+            [v.hash_doc() for v in self.env],
+            self.auth_secret,
+        ]
+        later = {
+            "envFrom": list(self.env_from),
+            "imagePullPolicy": self.image_pull_policy,
+            "imagePullSecrets": list(self.image_pull_secrets),
+            "serviceAccountName": self.service_account,
+            "tolerations": list(self.tolerations),
+            "affinity": self.affinity,
+            "priorityClassName": self.priority_class,
+            "startupTimeoutSeconds": (
+                self.startup_timeout_seconds
+                if self.startup_timeout_seconds != DEFAULT_STARTUP_TIMEOUT_SECONDS
+                else None
+            ),
+            "drainSeconds": self.drain_seconds if self.drain_seconds != DEFAULT_DRAIN_SECONDS else None,
+            "feedbackKey": [self.feedback_key.name, self.feedback_key.key] if self.feedback_key else None,
+        }
+        changed = {k: v for k, v in later.items() if v not in (None, [], {})}
+        if changed:
+            doc.append(changed)
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:6]
 
 
@@ -152,6 +239,72 @@ def _str(value: Any, name: str, *, required: bool = False) -> str | None:
     return value
 
 
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ENV_SOURCES = ("secretKeyRef", "configMapKeyRef", "fieldRef", "resourceFieldRef")
+# Set by the operator from the spec (the model it pins, spec.serving.feedbackKey): never by env.
+_RESERVED_ENV_PREFIX = "MLROLLOUT_MODEL_"
+
+
+def _parse_env(raw: Any) -> tuple[EnvVar, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise InvalidSpec("spec.serving.env: expected a list")
+    env: list[EnvVar] = []
+    for i, item in enumerate(raw):
+        name = f"spec.serving.env[{i}]"
+        entry = _obj(item, name)
+        env_name = _str(entry.get("name"), f"{name}.name", required=True)
+        assert env_name is not None
+        if env_name.startswith(_RESERVED_ENV_PREFIX):
+            raise InvalidSpec(f"{name}.name: MLROLLOUT_MODEL_* variables are set by the operator")
+        if "valueFrom" in entry:
+            if "value" in entry:
+                raise InvalidSpec(f"{name}: set value or valueFrom, not both")
+            source = _obj(entry["valueFrom"], f"{name}.valueFrom")
+            kinds = [k for k in _ENV_SOURCES if k in source]
+            if len(kinds) != 1 or len(source) != 1:
+                raise InvalidSpec(f"{name}.valueFrom: set exactly one of {', '.join(_ENV_SOURCES)}")
+            _obj(source[kinds[0]], f"{name}.valueFrom.{kinds[0]}")
+            env.append(EnvVar(env_name, value_from=dict(source)))
+            continue
+        value = str(entry.get("value", ""))
+        if env_name == "MLROLLOUT_GRACEFUL_TIMEOUT" and not (value.isdigit() and int(value) >= 1):
+            raise InvalidSpec(f"{name}.value: MLROLLOUT_GRACEFUL_TIMEOUT must be whole seconds >= 1")
+        env.append(EnvVar(env_name, value))
+    return tuple(env)
+
+
+def _parse_env_from(raw: Any) -> list[Mapping[str, Any]]:
+    out: list[Mapping[str, Any]] = []
+    for i, entry in enumerate(_objects(raw, "spec.serving.envFrom")):
+        kinds = [k for k in ("secretRef", "configMapRef") if k in entry]
+        if len(kinds) != 1:
+            raise InvalidSpec(f"spec.serving.envFrom[{i}]: set exactly one of secretRef or configMapRef")
+        ref = _obj(entry[kinds[0]], f"spec.serving.envFrom[{i}].{kinds[0]}")
+        _str(ref.get("name"), f"spec.serving.envFrom[{i}].{kinds[0]}.name", required=True)
+        out.append(dict(entry))
+    return out
+
+
+def _objects(raw: Any, name: str) -> list[Mapping[str, Any]]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise InvalidSpec(f"{name}: expected a list")
+    return [_obj(item, f"{name}[{i}]") for i, item in enumerate(raw)]
+
+
+def _names(raw: Any, name: str) -> list[str]:
+    """[{name: x}, ...] -> [x, ...] (imagePullSecrets)."""
+    out: list[str] = []
+    for i, item in enumerate(_objects(raw, name)):
+        value = _str(item.get("name"), f"{name}[{i}].name", required=True)
+        assert value is not None
+        out.append(value)
+    return out
+
+
 def _parse_step(raw: Any, index: int) -> Step:
     name = f"spec.rollout.steps[{index}]"
     step = _obj(raw, name)
@@ -209,20 +362,20 @@ def parse_spec(raw: Mapping[str, Any]) -> Spec:
     srv = _obj(raw.get("serving"), "spec.serving")
     image = _str(srv.get("image"), "spec.serving.image", required=True)
     assert image is not None
-    env_raw = srv.get("env") or []
-    if not isinstance(env_raw, list):
-        raise InvalidSpec("spec.serving.env: expected a list")
-    env: list[tuple[str, str]] = []
-    for i, item in enumerate(env_raw):
-        entry = _obj(item, f"spec.serving.env[{i}]")
-        env_name = _str(entry.get("name"), f"spec.serving.env[{i}].name", required=True)
-        assert env_name is not None
-        if env_name.startswith("MLROLLOUT_MODEL_"):
-            raise InvalidSpec(
-                f"spec.serving.env[{i}].name: MLROLLOUT_MODEL_* variables are set by the operator"
-            )
-        env.append((env_name, str(entry.get("value", ""))))
     auth = _obj(srv.get("auth"), "spec.serving.auth")
+    feedback_raw = _obj(srv.get("feedbackKey"), "spec.serving.feedbackKey")
+    feedback = _obj(feedback_raw.get("secretKeyRef"), "spec.serving.feedbackKey.secretKeyRef")
+    feedback_name = _str(
+        feedback.get("name"), "spec.serving.feedbackKey.secretKeyRef.name", required=bool(feedback_raw)
+    )
+    env = _parse_env(srv.get("env"))
+    if feedback_raw and any(v.name == "MLROLLOUT_FEEDBACK_KEY" for v in env):
+        raise InvalidSpec("spec.serving.feedbackKey: MLROLLOUT_FEEDBACK_KEY is also set in spec.serving.env")
+    pull_policy = srv.get("imagePullPolicy")
+    if pull_policy not in (None, "Always", "IfNotPresent", "Never"):
+        raise InvalidSpec(
+            f"spec.serving.imagePullPolicy: expected Always, IfNotPresent or Never, got {pull_policy!r}"
+        )
     serving = Serving(
         image=image,
         replicas=_int(srv.get("replicas"), "spec.serving.replicas", 1, 1000, 2),
@@ -231,11 +384,35 @@ def parse_spec(raw: Mapping[str, Any]) -> Spec:
         node_selector={
             str(k): str(v) for k, v in _obj(srv.get("nodeSelector"), "spec.serving.nodeSelector").items()
         },
-        env=tuple(env),
+        env=env,
         auth_secret=_str(
             _obj(auth.get("secretRef"), "spec.serving.auth.secretRef").get("name"),
             "spec.serving.auth.secretRef.name",
             required=bool(auth),
+        ),
+        env_from=tuple(_parse_env_from(srv.get("envFrom"))),
+        image_pull_policy=pull_policy,
+        image_pull_secrets=tuple(_names(srv.get("imagePullSecrets"), "spec.serving.imagePullSecrets")),
+        service_account=_str(srv.get("serviceAccountName"), "spec.serving.serviceAccountName"),
+        tolerations=tuple(_objects(srv.get("tolerations"), "spec.serving.tolerations")),
+        affinity=dict(_obj(srv.get("affinity"), "spec.serving.affinity")),
+        priority_class=_str(srv.get("priorityClassName"), "spec.serving.priorityClassName"),
+        startup_timeout_seconds=_int(
+            srv.get("startupTimeoutSeconds"),
+            "spec.serving.startupTimeoutSeconds",
+            MIN_STARTUP_TIMEOUT_SECONDS,
+            MAX_STARTUP_TIMEOUT_SECONDS,
+            DEFAULT_STARTUP_TIMEOUT_SECONDS,
+        ),
+        drain_seconds=_int(
+            srv.get("drainSeconds"), "spec.serving.drainSeconds", 0, MAX_DRAIN_SECONDS, DEFAULT_DRAIN_SECONDS
+        ),
+        feedback_key=(
+            SecretKey(
+                feedback_name, _str(feedback.get("key"), "spec.serving.feedbackKey.secretKeyRef.key") or "key"
+            )
+            if feedback_name
+            else None
         ),
     )
 

@@ -116,7 +116,7 @@ def test_deployment_manifest_pins_uri_and_owner() -> None:
     assert template["metadata"]["labels"]["mlrollout.io/track"] == "canary"
     assert template["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
     container = template["spec"]["containers"][0]
-    env = {e["name"]: e["value"] for e in container["env"]}
+    env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["MLROLLOUT_MODEL_URI"] == "file:///a/2"
     assert env["LOG"] == "debug"
     assert template["spec"]["nodeSelector"] == {"pool": "gpu"}
