@@ -13,7 +13,7 @@ from typing import Any
 import real_node
 import yaml
 from support.procs import LogSink, ManagedProcess
-from support.prometheus import find_binary
+from support.prometheus import api_get, find_binary
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_SCRAPE_CONFIG = ROOT / "manifests" / "monitoring" / "prometheus-scrape-config.yaml"
@@ -56,15 +56,7 @@ class KubePrometheus:
         return real_node.host_service("prometheus", NAMESPACE, SERVICE_PORT, self.port)
 
     def api(self, path: str, params: dict[str, str] | None = None) -> Any:
-        import urllib.parse
-        import urllib.request
-
-        query = f"?{urllib.parse.urlencode(params)}" if params else ""
-        with urllib.request.urlopen(f"{self.url}{path}{query}", timeout=5) as resp:
-            body = json.loads(resp.read())
-        if body.get("status") != "success":
-            raise RuntimeError(f"Prometheus {path}: {body}")
-        return body["data"]
+        return api_get(self.url, path, params)
 
     def active_targets(self) -> list[dict[str, Any]]:
         return list(self.api("/api/v1/targets", {"state": "active"})["activeTargets"])

@@ -5,27 +5,16 @@ from __future__ import annotations
 
 import json
 import math
-import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from cluster.helpers import wait_for as wait_until
 from local_cluster import LocalCluster
 
 SUMMARY_PREFIX = "MLROLLOUT-LOAD-SUMMARY"
 STOP_FILE = "/tmp/stop-load"
-
-
-def wait_until(what: str, probe: Any, timeout: float, interval: float = 1.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
 
 
 def kubectl_json(cluster: LocalCluster, *args: str) -> Any:

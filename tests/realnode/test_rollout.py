@@ -77,13 +77,16 @@ class Md:
             out[version] = out.get(version, 0) + int(d["status"].get("readyReplicas") or 0)
         return {v: n for v, n in out.items() if n}
 
-    def wait_step(self, index: int, weight: int, timeout: float = 300) -> dict[str, Any]:
+    def wait_step(
+        self, index: int, weight: int, timeout: float = 300, canary: str | None = None
+    ) -> dict[str, Any]:
         seen: list[dict[str, Any]] = [{}]
 
         def at_step() -> dict[str, Any] | None:
             s = seen[0] = self.status()
             paused = s.get("phase") == "Paused" and s.get("currentStepIndex") == index
-            return s if paused and s.get("weight") == weight else None
+            right_canary = canary is None or (s.get("canary") or {}).get("version") == canary
+            return s if paused and right_canary and s.get("weight") == weight else None
 
         try:
             return dict(wait_until(f"{self.name} paused at step {index}", at_step, timeout))

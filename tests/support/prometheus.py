@@ -75,6 +75,16 @@ class _OneLog:
         return self.log
 
 
+def api_get(base_url: str, path: str, params: Mapping[str, str] | None = None) -> Any:
+    """GET a Prometheus HTTP API path; its `data`, or RuntimeError when the status is not success."""
+    query = f"?{urllib.parse.urlencode(params)}" if params else ""
+    with urllib.request.urlopen(f"{base_url}{path}{query}", timeout=5) as resp:
+        body = json.loads(resp.read())
+    if body.get("status") != "success":
+        raise RuntimeError(f"Prometheus {path}: {body}")
+    return body["data"]
+
+
 class PrometheusServer:
     def __init__(self, *, scrape_interval_seconds: int = 1, name: str = "prometheus") -> None:
         self.scrape_interval_seconds = scrape_interval_seconds
@@ -156,12 +166,7 @@ class PrometheusServer:
         tmp.replace(self._targets_file)  # atomic: Prometheus never reads half a file
 
     def api(self, path: str, params: Mapping[str, str] | None = None) -> Any:
-        query = f"?{urllib.parse.urlencode(params)}" if params else ""
-        with urllib.request.urlopen(f"{self.url}{path}{query}", timeout=5) as resp:
-            body = json.loads(resp.read())
-        if body.get("status") != "success":
-            raise RuntimeError(f"Prometheus {path}: {body}")
-        return body["data"]
+        return api_get(self.url, path, params)
 
     def query(self, promql: str) -> list[dict[str, Any]]:
         data = self.api("/api/v1/query", {"query": promql})
