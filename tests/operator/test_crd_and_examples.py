@@ -7,7 +7,16 @@ from typing import Any
 
 import pytest
 import yaml
-from mlrollout.operator.spec import parse_spec
+from mlrollout.operator.children import deployment
+from mlrollout.operator.planner import DesiredDeployment
+from mlrollout.operator.spec import (
+    DEFAULT_DRAIN_SECONDS,
+    DEFAULT_STARTUP_TIMEOUT_SECONDS,
+    MAX_DRAIN_SECONDS,
+    MAX_STARTUP_TIMEOUT_SECONDS,
+    MIN_STARTUP_TIMEOUT_SECONDS,
+    parse_spec,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = yaml.safe_load((ROOT / "crds" / "modeldeployment.yaml").read_text())
@@ -63,3 +72,41 @@ def test_examples_are_valid_specs(path: Path) -> None:
 
 def test_there_are_examples() -> None:
     assert len(EXAMPLES) >= 2
+
+
+def test_crd_defaults_and_bounds_match_the_parser() -> None:
+    serving = CRD["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"][
+        "serving"
+    ]["properties"]
+    startup, drain = serving["startupTimeoutSeconds"], serving["drainSeconds"]
+    assert (startup["default"], startup["minimum"], startup["maximum"]) == (
+        DEFAULT_STARTUP_TIMEOUT_SECONDS,
+        MIN_STARTUP_TIMEOUT_SECONDS,
+        MAX_STARTUP_TIMEOUT_SECONDS,
+    )
+    assert (drain["default"], drain["minimum"], drain["maximum"]) == (
+        DEFAULT_DRAIN_SECONDS,
+        0,
+        MAX_DRAIN_SECONDS,
+    )
+
+
+def test_full_example_shows_the_pod_fields_and_builds_a_pod() -> None:
+    doc = yaml.safe_load((ROOT / "examples" / "modeldeployment.yaml").read_text())
+    spec = parse_spec(doc["spec"])
+    want = DesiredDeployment("churn-v7-abc", "7", "models:/churn/7", 1, "stable", "abc")
+    doc["metadata"].update(namespace="ml", uid="u")
+    pod = deployment(doc, spec, want)["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["MLFLOW_TRACKING_URI"]["value"] == "http://mlflow.mlflow:5000"
+    assert env["MLFLOW_TRACKING_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "mlflow-credentials"
+    assert env["MLROLLOUT_FEEDBACK_KEY"]["valueFrom"]["secretKeyRef"] == {
+        "name": "churn-feedback",
+        "key": "key",
+    }
+    assert container["envFrom"]
+    assert container["startupProbe"]["failureThreshold"] == 600
+    assert pod["terminationGracePeriodSeconds"] == 30
+    for key in ("imagePullSecrets", "serviceAccountName", "tolerations", "affinity", "nodeSelector"):
+        assert pod[key], key
