@@ -53,6 +53,53 @@ INVALID = [
     (_with("spec.registry", {"trackingUri": "mlflow:5000"}), "spec.registry.trackingUri"),
     (_with("metadata.name", "x" * 60), "metadata.name: at most 52 characters"),
     (_with("spec.colour", "blue"), "spec.colour"),
+    # The serving pod's real-cluster fields.
+    (_with("spec.serving.startupTimeoutSeconds", 5), "spec.serving.startupTimeoutSeconds"),
+    (_with("spec.serving.startupTimeoutSeconds", 7200), "spec.serving.startupTimeoutSeconds"),
+    (_with("spec.serving.drainSeconds", -1), "spec.serving.drainSeconds"),
+    (_with("spec.serving.drainSeconds", 121), "spec.serving.drainSeconds"),
+    (
+        _with(
+            "spec.serving.env", [{"name": "A", "value": "1", "valueFrom": {"fieldRef": {"fieldPath": "x"}}}]
+        ),
+        "set value or valueFrom, not both",
+    ),
+    (
+        _with(
+            "spec.serving.env",
+            [
+                {
+                    "name": "A",
+                    "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}, "fieldRef": {"fieldPath": "x"}},
+                }
+            ],
+        ),
+        "valueFrom: set exactly one of",
+    ),
+    (_with("spec.serving.env", [{"name": "A", "valueFrom": {"secretKeyRef": {"name": "s"}}}]), "key"),
+    (
+        _with("spec.serving.env", [{"name": "MLROLLOUT_GRACEFUL_TIMEOUT", "value": "20s"}]),
+        "MLROLLOUT_GRACEFUL_TIMEOUT must be a literal whole number",
+    ),
+    (
+        _with("spec.serving.envFrom", [{"prefix": "X_"}]),
+        "envFrom: set exactly one of secretRef or configMapRef",
+    ),
+    (_with("spec.serving.imagePullPolicy", "Sometimes"), "spec.serving.imagePullPolicy"),
+    (
+        _with("spec.serving.imagePullSecrets", [{"name": "Not_A_Name"}]),
+        "spec.serving.imagePullSecrets[0].name",
+    ),
+    (_with("spec.serving.serviceAccountName", "Bad Name"), "spec.serving.serviceAccountName"),
+    (
+        _with("spec.serving.tolerations", [{"key": "k", "operator": "Maybe"}]),
+        "spec.serving.tolerations[0].operator",
+    ),
+    (
+        _with("spec.serving.tolerations", [{"key": "k", "operator": "Exists", "value": "v"}]),
+        "operator Exists takes no value",
+    ),
+    (_with("spec.serving.feedbackKey", {"secretKeyRef": {}}), "spec.serving.feedbackKey.secretKeyRef.name"),
 ]
 
 
@@ -78,6 +125,40 @@ def test_valid_model_deployment_gets_defaults(crd: Any, kc: Kubectl) -> None:
     assert spec["serving"]["port"] == 8080
     assert spec["paused"] is False
     assert spec["revisionHistoryLimit"] == 3
+    # Filled in on read for objects stored before these fields existed too: the parser sees its
+    # defaults, which keep the revision hash (tests/operator/test_serving_pod.py).
+    assert spec["serving"]["startupTimeoutSeconds"] == 600
+    assert spec["serving"]["drainSeconds"] == 5
+
+
+def test_serving_pod_fields_are_accepted_and_kept(crd: Any, kc: Kubectl) -> None:
+    md = model_deployment("podfields", "1")
+    md["spec"]["serving"].update(
+        startupTimeoutSeconds=120,
+        drainSeconds=0,
+        env=[
+            {"name": "MLROLLOUT_GRACEFUL_TIMEOUT", "value": "30"},
+            {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k", "optional": True}}},
+            {"name": "TUNING", "valueFrom": {"configMapKeyRef": {"name": "c", "key": "k"}}},
+            {"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+            {"name": "MEM", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory",
+                                                               "divisor": "1Mi"}}},
+        ],
+        envFrom=[{"configMapRef": {"name": "c"}},
+                 {"prefix": "S_", "secretRef": {"name": "s", "optional": True}}],
+        feedbackKey={"secretKeyRef": {"name": "fb"}},
+        imagePullPolicy="IfNotPresent",
+        imagePullSecrets=[{"name": "regcred"}],
+        serviceAccountName="serving",
+        tolerations=[{"key": "dedicated", "operator": "Equal", "value": "ml", "effect": "NoSchedule"}],
+        affinity={"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+            {"matchExpressions": [{"key": "pool", "operator": "In", "values": ["ml"]}]}]}}},
+        priorityClassName="serving",
+    )  # fmt: skip
+    kc.apply(md)
+    stored = kc.md("podfields")["spec"]["serving"]
+    for key, value in md["spec"]["serving"].items():
+        assert stored[key] == value, key  # nothing pruned
 
 
 @pytest.mark.parametrize("example", ["modeldeployment.yaml", "modeldeployment-minimal.yaml"])

@@ -14,10 +14,24 @@ from mlrollout.operator.spec import parse_spec
 pytestmark = pytest.mark.cluster
 
 
+# Every field a real cluster's pods may carry: probes, the kubelet's preStop sleep, env references.
+FULL = {
+    "auth": {"secretRef": {"name": "api-keys"}},
+    "feedbackKey": {"secretKeyRef": {"name": "feedback"}},
+    "env": [{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}],
+    "envFrom": [{"configMapRef": {"name": "c"}}],
+    "imagePullSecrets": [{"name": "regcred"}],
+    "tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}],
+    "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
+    "startupTimeoutSeconds": 120,
+    "drainSeconds": 10,
+}
+
+
 def serving_pod(namespace: str, *, with_auth: bool) -> dict[str, Any]:
     serving: dict[str, Any] = {"image": "mlrollout-serving:0.1.0", "replicas": 2}
     if with_auth:
-        serving["auth"] = {"secretRef": {"name": "api-keys"}}
+        serving.update(FULL)
     md = {
         "metadata": {"name": "churn", "namespace": namespace, "uid": "u-1"},
         "spec": {"model": {"name": "churn", "version": "2"}, "serving": serving,
@@ -38,6 +52,18 @@ def test_serving_pods_pass_restricted_admission(cluster: Any, namespace: str, wi
     )
     assert created.returncode == 0, created.stderr
     assert "violate" not in created.stderr
+    # The apiserver kept what the kubelet acts on (nothing dropped as an unknown or gated field).
+    kept = json.loads(
+        cluster.kubectl(
+            "create", "-n", namespace, "--dry-run=server", "-o", "json", "-f", "-", input=pod
+        ).stdout
+    )["spec"]
+    container = kept["containers"][0]
+    assert container["startupProbe"]["httpGet"]["path"] == "/healthz"
+    assert kept["terminationGracePeriodSeconds"] >= 25
+    if with_auth:
+        assert container["lifecycle"]["preStop"]["sleep"]["seconds"] == 10
+        assert kept["imagePullSecrets"] == [{"name": "regcred"}]
 
     # The same namespace does refuse a pod without the hardening: the check has teeth.
     bare = serving_pod(namespace, with_auth=with_auth)
