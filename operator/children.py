@@ -15,7 +15,6 @@ LABEL_TRACK = "mlrollout.io/track"
 LABEL_VERSION = "mlrollout.io/version"
 LABEL_REVISION = "mlrollout.io/revision"
 FIELD_MANAGER = "mlrollout-operator"
-TRACK_FIELD = f"metadata.labels['{LABEL_TRACK}']"
 
 
 def owner_reference(md: Mapping[str, Any]) -> dict[str, Any]:
@@ -80,9 +79,11 @@ def deployment(
         {"name": "MLROLLOUT_PORT", "value": str(srv.port)},
     ]
     if not srv.sets_env("MLROLLOUT_TRACK"):
-        # The metrics' `track` label as the pod starts (Prometheus' target label `track`, from the
-        # pod label the operator keeps current, is what analysis reads; see METRICS_CONTRACT.md).
-        env.append({"name": "MLROLLOUT_TRACK", "valueFrom": {"fieldRef": {"fieldPath": TRACK_FIELD}}})
+        # The metrics' `track` label as created, like the template's track label. Analysis reads
+        # Prometheus' target label `track` (the pod label, relabelled in place on promotion; see
+        # METRICS_CONTRACT.md); serving's own value becomes `exported_track`, the role at creation.
+        # A literal, not a downward-API reference: env is read once at start either way.
+        env.append({"name": "MLROLLOUT_TRACK", "value": want.track})
     tracking_uri = effective_tracking_uri(spec, default_tracking_uri)
     if tracking_uri and not srv.sets_env("MLFLOW_TRACKING_URI"):
         # models:/ and mlflow-artifacts: URIs download through the registry that resolved them.

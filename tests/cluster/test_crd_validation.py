@@ -76,7 +76,10 @@ INVALID = [
         ),
         "valueFrom: set exactly one of",
     ),
-    (_with("spec.serving.env", [{"name": "A", "valueFrom": {"secretKeyRef": {"name": "s"}}}]), "key"),
+    (
+        _with("spec.serving.env", [{"name": "A", "valueFrom": {"secretKeyRef": {"name": "s"}}}]),
+        "spec.serving.env[0].valueFrom.secretKeyRef.key",
+    ),
     (
         _with("spec.serving.env", [{"name": "MLROLLOUT_GRACEFUL_TIMEOUT", "value": "20s"}]),
         "MLROLLOUT_GRACEFUL_TIMEOUT must be a literal whole number",

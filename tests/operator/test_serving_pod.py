@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from mlrollout.operator.children import TRACK_FIELD, deployment, termination_grace_seconds
+from mlrollout.operator.children import deployment, termination_grace_seconds
 from mlrollout.operator.planner import DesiredDeployment
 from mlrollout.operator.spec import InvalidSpec, parse_spec
 
@@ -99,7 +99,7 @@ def test_tracking_uri_defaults_to_the_operators_environment(monkeypatch: pytest.
     assert env_of(build())["MLFLOW_TRACKING_URI"] == "http://mlflow.mlflow:5000"
 
 
-def test_env_from_references_and_track_from_the_pod_label() -> None:
+def test_env_references_env_from_and_the_track() -> None:
     secret = {"secretKeyRef": {"name": "mlflow-auth", "key": "token"}}
     pod = build(
         env=[
@@ -113,8 +113,7 @@ def test_env_from_references_and_track_from_the_pod_label() -> None:
     env = env_of(pod)
     assert env["LOG"] == "debug"
     assert env["MLFLOW_TRACKING_TOKEN"] == secret
-    assert env["MLROLLOUT_TRACK"] == {"fieldRef": {"fieldPath": TRACK_FIELD}}
-    assert TRACK_FIELD == "metadata.labels['mlrollout.io/track']"
+    assert env["MLROLLOUT_TRACK"] == "canary"  # the metrics' track as created (WANT is a canary)
     assert c["envFrom"] == [
         {"configMapRef": {"name": "tuning"}},
         {"prefix": "S_", "secretRef": {"name": "extra"}},
@@ -276,3 +275,8 @@ def test_invalid_serving_fields_name_the_field(serving: dict[str, Any], field: s
     with pytest.raises(InvalidSpec) as err:
         parse_spec(md(**serving)["spec"])
     assert str(err.value).startswith(field)
+
+
+def test_default_pod_env_is_literal() -> None:
+    """Without references in the spec, every variable is a plain value (readers of env[].value rely on it)."""
+    assert all("value" in e for e in build(default_tracking_uri="http://mlflow:5000")["containers"][0]["env"])
