@@ -134,6 +134,9 @@ def deployment(
         "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
         "volumes": [{"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "256Mi"}}],
         "terminationGracePeriodSeconds": termination_grace_seconds(spec),
+        # No *_SERVICE_HOST/*_PORT variables for every Service in the namespace: serving reads none,
+        # and a Service named e.g. `mlrollout` or `mlflow` would otherwise inject MLROLLOUT_*/MLFLOW_*.
+        "enableServiceLinks": False,
     }
     if srv.service_account:
         pod_spec["serviceAccountName"] = srv.service_account

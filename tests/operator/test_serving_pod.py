@@ -152,6 +152,7 @@ def test_feedback_key_from_one_secret_for_every_track(
     ("serving", "field", "value"),
     [
         ({}, "automountServiceAccountToken", False),
+        ({}, "enableServiceLinks", False),
         ({"serviceAccountName": "churn-reader"}, "serviceAccountName", "churn-reader"),
         ({"imagePullSecrets": [{"name": "regcred"}]}, "imagePullSecrets", [{"name": "regcred"}]),
         (
