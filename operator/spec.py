@@ -441,9 +441,9 @@ def parse_spec(raw: Mapping[str, Any]) -> Spec:
     paused = raw.get("paused", False)
     if not isinstance(paused, bool):
         raise InvalidSpec(f"spec.paused: expected true or false, got {paused!r}")
+    # An undo intent whose version differs from spec.model.version is one already applied and then
+    # followed by a new target (the CRD refuses a mismatch when the intent is written).
     intent = _parse_intent(raw.get("intent"))
-    if intent and intent.undo_version is not None and intent.undo_version != version:
-        raise InvalidSpec("spec.intent.undo.version must equal spec.model.version")
     return Spec(
         model=ModelRef(name=name, version=version, alias=alias),
         serving=serving,
