@@ -45,9 +45,7 @@ class ClusterError(RuntimeError):
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return real_node.free_port_on("127.0.0.1")
 
 
 def log_tail(path: Path, lines: int = 60) -> str:
@@ -113,31 +111,8 @@ def make_pki(pki: Path) -> None:
 
 
 def kubeconfig_text(server: str, pki: Path) -> str:
-    return json.dumps(
-        {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [
-                {
-                    "name": "mlrollout-local",
-                    "cluster": {"server": server, "certificate-authority": str(pki / "ca.crt")},
-                }
-            ],
-            "users": [
-                {
-                    "name": "admin",
-                    "user": {
-                        "client-certificate": str(pki / "admin.crt"),
-                        "client-key": str(pki / "admin.key"),
-                    },
-                }
-            ],
-            "contexts": [
-                {"name": "mlrollout-local", "context": {"cluster": "mlrollout-local", "user": "admin"}}
-            ],
-            "current-context": "mlrollout-local",
-        },
-        indent=2,
+    return real_node.kubeconfig(
+        server, pki / "ca.crt", pki / "admin.crt", pki / "admin.key", "admin", name="mlrollout-local"
     )
 
 
@@ -543,14 +518,19 @@ class LocalCluster:
         if self._alive_pid("containerd"):
             real_node.purge_containers()
         self._stop(["containerd"])
-        bin_dir = self.bin_dir or Path(
-            subprocess.run(
-                ["bash", str(HACK / "build-k8s.sh"), "--print-bin"],
-                capture_output=True,
-                text=True,
-                check=False,
-            ).stdout.strip()
-            or "/nonexistent"
+        # Where kube-proxy lives, without building anything while tearing down.
+        bin_dir = (
+            self.bin_dir
+            or self._bin_dir
+            or Path(
+                subprocess.run(
+                    ["bash", str(HACK / "build-k8s.sh"), "--print-bin"],
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                ).stdout.strip()
+                or "/nonexistent"
+            )
         )
         real_node.clear_leftovers(self.state / "node", kube_proxy=bin_dir / "kube-proxy")
         real_node.release(self.state)

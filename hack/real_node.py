@@ -21,6 +21,7 @@ import re
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -498,15 +499,16 @@ def ctr(*args: str, check: bool = True, timeout: float = 600, input_file: Path |
 
 
 # --------------------------------------------------------------------------- credentials
-def kubeconfig(server: str, ca: Path, cert: Path, key: Path, user: str) -> str:
+def kubeconfig(server: str, ca: Path, cert: Path, key: Path, user: str, *, name: str = "local") -> str:
+    """A kubeconfig with one cluster, one client-certificate user and one context named `name`."""
     return json.dumps(
         {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": "local", "cluster": {"server": server, "certificate-authority": str(ca)}}],
+            "clusters": [{"name": name, "cluster": {"server": server, "certificate-authority": str(ca)}}],
             "users": [{"name": user, "user": {"client-certificate": str(cert), "client-key": str(key)}}],
-            "contexts": [{"name": "local", "context": {"cluster": "local", "user": user}}],
-            "current-context": "local",
+            "contexts": [{"name": name, "context": {"cluster": name, "user": user}}],
+            "current-context": name,
         },
         indent=2,
     )
@@ -600,8 +602,6 @@ def containerd_answers() -> bool:
 
 
 def free_port_on(address: str) -> int:
-    import socket
-
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((address, 0))
         return int(s.getsockname()[1])
