@@ -14,6 +14,8 @@ Settings (environment):
   MLROLLOUT_LOAD_NEW_CONNECTIONS  1: a new TCP connection per request, so kube-proxy picks a pod
                              per request and shares follow the ready pods; 0: keep-alive (each
                              user sticks to one pod, as long-lived clients do)
+  MLROLLOUT_LOAD_WAIT        seconds each user waits between requests (default 0: as fast as the
+                             Service answers); users / wait bounds the request rate
   MLROLLOUT_LOAD_MAX_REQUESTS stop after this many scoring requests (bound in count; -t bounds time)
   MLROLLOUT_LOAD_STOP_FILE   stop when this file appears (e.g. `kubectl exec POD -- touch FILE`)
   MLROLLOUT_LOAD_API_KEY     sent as a Bearer token when set
@@ -56,6 +58,7 @@ NEW_CONNECTIONS = os.environ.get("MLROLLOUT_LOAD_NEW_CONNECTIONS", "1") == "1"
 MAX_REQUESTS = int(os.environ.get("MLROLLOUT_LOAD_MAX_REQUESTS", "0"))
 STOP_FILE = os.environ.get("MLROLLOUT_LOAD_STOP_FILE", "")
 API_KEY = os.environ.get("MLROLLOUT_LOAD_API_KEY", "")
+WAIT_SECONDS = float(os.environ.get("MLROLLOUT_LOAD_WAIT", "0"))
 
 
 class Tally:
@@ -88,7 +91,7 @@ TALLY = Tally()
 
 
 class ServingUser(HttpUser):
-    wait_time = constant(0)
+    wait_time = constant(WAIT_SECONDS)
 
     def on_start(self) -> None:
         self.headers = {"Content-Type": "application/json"}
