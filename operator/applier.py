@@ -106,7 +106,18 @@ async def apply_plan(
             await registry.set_alias(spec.model.name, move.alias, move.version)
         except Exception as exc:  # serving is already right; say so loudly, never undo a promotion
             message = (
-                f"could not move alias {move.alias!r} of {spec.model.name} to version {move.version}: {exc}"
+                f"could not move alias {move.alias!r} of {spec.model.name} to version {move.version} "
+                f"(retried while status.pendingAlias names it): {exc}"
             )
             log.warning("%s", message)
             post_event(Event("Warning", "AliasMoveFailed", message[:1024]))
+            continue
+        post_event(
+            Event(
+                "Normal",
+                "AliasMoved",
+                f"MLflow alias {move.alias!r} of {spec.model.name} -> version {move.version}",
+            )
+        )
+        if plan.status.pending_alias == move:
+            await kube.patch_status(namespace, name, {"pendingAlias": None})

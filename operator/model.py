@@ -300,6 +300,24 @@ class AnalysisInvalid:
 
 
 @dataclass(frozen=True)
+class AliasMove:
+    """Point MLflow alias `alias` at `version` (after a promotion; never on a rollback). Kept in
+    status as `pendingAlias` until the registry has taken it, so a failed move is retried."""
+
+    alias: str
+    version: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"alias": self.alias, "version": self.version}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None) -> AliasMove | None:
+        if not d or not d.get("alias") or not d.get("version"):
+            return None
+        return cls(str(d["alias"]), str(d["version"]))
+
+
+@dataclass(frozen=True)
 class Status:
     phase: Phase = "Pending"
     message: str = ""
@@ -317,6 +335,7 @@ class Status:
     last_analysis: AnalysisResult | None = None
     abandoned: Abandoned | None = None
     resolved: Resolution | None = None
+    pending_alias: AliasMove | None = None
     history: tuple[HistoryEntry, ...] = ()
     conditions: tuple[Condition, ...] = ()
 
@@ -350,6 +369,7 @@ class Status:
             "lastAnalysis": self.last_analysis.to_dict() if self.last_analysis else None,
             "abandoned": self.abandoned.to_dict() if self.abandoned else None,
             "resolved": self.resolved.to_dict() if self.resolved else None,
+            "pendingAlias": self.pending_alias.to_dict() if self.pending_alias else None,
             "history": [h.to_dict() for h in self.history],
             "conditions": [c.to_dict() for c in self.conditions],
         }
@@ -377,6 +397,7 @@ class Status:
             last_analysis=AnalysisResult.from_dict(d.get("lastAnalysis")),
             abandoned=Abandoned.from_dict(d.get("abandoned")),
             resolved=Resolution.from_dict(d.get("resolved")),
+            pending_alias=AliasMove.from_dict(d.get("pendingAlias")),
             history=tuple(HistoryEntry.from_dict(h) for h in d.get("history") or []),
             conditions=tuple(Condition.from_dict(c) for c in d.get("conditions") or []),
         )

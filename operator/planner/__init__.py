@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from mlrollout.operator.model import Observed, RegistryFailure, Resolution, Status
+from mlrollout.operator.model import AliasMove, Observed, RegistryFailure, Resolution, Status
 from mlrollout.operator.planner import verdicts
 from mlrollout.operator.planner.desired import desired
 from mlrollout.operator.planner.gate import gate, is_abandoned
@@ -37,7 +37,6 @@ from mlrollout.operator.planner.steps import steady, walk
 from mlrollout.operator.planner.work import (
     TAG_STATUS,
     WAIT_SECONDS,
-    AliasMove,
     DesiredDeployment,
     Event,
     Plan,
@@ -50,6 +49,7 @@ from mlrollout.operator.spec import Spec
 
 __all__ = [
     "ALIAS_REFRESH",
+    "ALIAS_RETRY_SECONDS",
     "REGISTRY_RETRY_SECONDS",
     "TAG_STATUS",
     "WAIT_SECONDS",
@@ -65,6 +65,7 @@ __all__ = [
 
 ALIAS_REFRESH = timedelta(seconds=60)  # how often a moving alias is re-resolved
 REGISTRY_RETRY_SECONDS = 10.0
+ALIAS_RETRY_SECONDS = 30.0  # a pending alias move (registry down at promotion) is retried this often
 
 _DEFAULT_ROUTER: TrafficRouter = ReplicasRouter()
 
@@ -100,6 +101,9 @@ def plan(
             else:
                 w.event("Normal", "NothingToAbort", "abort requested but no canary is running")
         _reconcile(w, target, router, promote=intent.promote if intent else None)
+    if w.status.pending_alias is not None:
+        w.aliases.append(w.status.pending_alias)
+        w.wait(ALIAS_RETRY_SECONDS)
     deployments, deletions = desired(w, router)
     return Plan(
         status=w.status,

@@ -6,8 +6,8 @@ side up until the incoming side is Ready, so none of these transitions drops a r
 
 from __future__ import annotations
 
-from mlrollout.operator.model import Abandoned, HistoryEntry, Resolution, Track
-from mlrollout.operator.planner.work import AliasMove, Work
+from mlrollout.operator.model import Abandoned, AliasMove, HistoryEntry, Resolution, Track
+from mlrollout.operator.planner.work import Work
 
 
 def deployment_name(md_name: str, version: str, serving_hash: str) -> str:
@@ -115,12 +115,8 @@ def promote(w: Work, how: str) -> None:
     w.event("Normal", "Promoted", f"version {canary.version} promoted to stable ({how})")
     w.tag(canary.version, "deployed")
     if w.spec.promote_alias is not None:
-        w.aliases.append(AliasMove(w.spec.promote_alias, canary.version))
-        w.event(
-            "Normal",
-            "AliasMoved",
-            f"MLflow alias {w.spec.promote_alias!r} of {w.spec.model.name} -> version {canary.version}",
-        )
+        # Moved by the applier, which announces AliasMoved or AliasMoveFailed; pending until then.
+        w.update(pending_alias=AliasMove(w.spec.promote_alias, canary.version))
 
 
 def undo(w: Work, version: str) -> None:

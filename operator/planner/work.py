@@ -10,6 +10,7 @@ from typing import Literal, TypedDict, Unpack
 
 from mlrollout.operator.model import (
     Abandoned,
+    AliasMove,
     AnalysisResult,
     Condition,
     HistoryEntry,
@@ -56,14 +57,6 @@ class Tag:
 
 
 @dataclass(frozen=True)
-class AliasMove:
-    """Point MLflow alias `alias` at `version` (after a promotion; never on a rollback)."""
-
-    alias: str
-    version: str
-
-
-@dataclass(frozen=True)
 class Plan:
     status: Status
     deployments: tuple[DesiredDeployment, ...]
@@ -92,6 +85,7 @@ class StatusChanges(TypedDict, total=False):
     last_analysis: AnalysisResult | None
     abandoned: Abandoned | None
     resolved: Resolution | None
+    pending_alias: AliasMove | None
     history: tuple[HistoryEntry, ...]
 
 

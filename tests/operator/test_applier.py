@@ -4,6 +4,7 @@ remembers only after a call succeeded."""
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,7 +47,7 @@ class FakeKube:
         self.calls.append(("label", name))
 
     async def patch_status(self, namespace: str, name: str, status: Any) -> None:
-        self.calls.append(("status", status["phase"]))
+        self.calls.append(("status", status.get("phase") or json.dumps(status)))
 
 
 @dataclass
@@ -125,10 +126,16 @@ def test_a_draining_deployment_is_left_as_it_is_and_never_created() -> None:
     assert not [c for c in kube.calls if "churn-v3" in c[1] or "churn-v4" in c[1]]
 
 
-def test_alias_moves_follow_the_plan_and_a_failure_is_a_warning_event() -> None:
+def test_alias_moves_follow_the_plan_clear_pending_on_success_and_a_failure_is_a_warning_event() -> None:
     kube, memory, registry = FakeKube(), ServiceMemory(), FakeRegistry()
-    plan = Plan(status=Status(), deployments=(STABLE,), aliases=(AliasMove("champion", "2"),))
-    assert apply(kube, plan, memory, registry=registry) == []
+    move = AliasMove("champion", "2")
+    plan = Plan(status=Status(pending_alias=move), deployments=(STABLE,), aliases=(move,))
+    events = apply(kube, plan, memory, registry=registry)
     assert registry.calls == [("alias", "champion", "2")]
+    assert [(e.type, e.reason) for e in events] == [("Normal", "AliasMoved")]
+    assert ("status", json.dumps({"pendingAlias": None})) in kube.calls
+    kube = FakeKube()
     events = apply(kube, plan, memory, registry=FakeRegistry(fail_alias=True))
     assert [(e.type, e.reason) for e in events] == [("Warning", "AliasMoveFailed")]
+    assert "retried" in events[0].message
+    assert not [c for c in kube.calls if "pendingAlias" in c[1] and "null" in c[1]]  # still pending

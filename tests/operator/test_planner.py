@@ -17,7 +17,7 @@ from mlrollout.operator.model import (
     Resolution,
     Status,
 )
-from mlrollout.operator.planner import Plan, needs_resolution, plan
+from mlrollout.operator.planner import ALIAS_RETRY_SECONDS, AliasMove, Plan, needs_resolution, plan
 from mlrollout.operator.spec import InvalidSpec, SetWeight, Spec, parse_spec
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -72,6 +72,7 @@ class Sim:
     analysis: AnalysisResult | AnalysisInvalid | None = None
     plans: list[Plan] = field(default_factory=list)
     lag: int = 0
+    alias_failures: int = 0  # the next N alias moves fail (the applier keeps status.pendingAlias)
     ready_pods: list[int] = field(default_factory=list)  # Ready pods of the ModelDeployment after each tick
     _ticks: int = 0
     _scaled_at: dict[str, int] = field(default_factory=dict)
@@ -98,6 +99,11 @@ class Sim:
         p = plan("churn", self.spec, self.status, obs)
         self.plans.append(p)
         self.status = p.status
+        if p.aliases:  # as the applier does: a move the registry took clears pendingAlias
+            if self.alias_failures:
+                self.alias_failures -= 1
+            else:
+                self.status = replace(self.status, pending_alias=None)
         for name in p.delete:
             self.deployments.pop(name, None)
         for d in p.deployments:
@@ -767,7 +773,7 @@ def test_promote_alias_moves_after_promotion_and_never_on_rollback() -> None:
     sim.run(3)
     moves = [(m.alias, m.version) for p in sim.plans for m in p.aliases]
     assert moves == [("champion", "2")]
-    assert "AliasMoved" in sim.events()
+    assert sim.status.pending_alias is None
     sim.retarget("3", rollout={"promoteAlias": "champion"}, intent={"id": "a", "abort": True})
     sim.run(3)
     sim.retarget("3", rollout={"promoteAlias": "champion"})
@@ -776,6 +782,24 @@ def test_promote_alias_moves_after_promotion_and_never_on_rollback() -> None:
     sim.run(3)
     assert sim.status.phase == "RolledBack"
     assert [(m.alias, m.version) for p in sim.plans for m in p.aliases] == [("champion", "2")]
+
+
+def test_a_failed_alias_move_stays_pending_and_is_retried_until_the_registry_takes_it() -> None:
+    sim = promoted("1")
+    sim.alias_failures = 2
+    sim.retarget("2", rollout={"promoteAlias": "champion"}, intent={"id": "p", "promote": "full"})
+    sim.run(2)
+    assert sim.status.phase == "Promoted"
+    assert sim.status.pending_alias == AliasMove("champion", "2")
+    assert sim.status.to_dict()["pendingAlias"] == {"alias": "champion", "version": "2"}
+    assert Status.from_dict(sim.status.to_dict()).pending_alias == AliasMove("champion", "2")
+    assert sim.plans[-1].requeue_after is not None
+    assert sim.plans[-1].requeue_after <= ALIAS_RETRY_SECONDS
+    sim.run(3)
+    moves = [(m.alias, m.version) for p in sim.plans for m in p.aliases]
+    assert moves == [("champion", "2")] * 3  # two failures, then taken; never again after
+    assert sim.status.pending_alias is None
+    assert sim.status.to_dict()["pendingAlias"] is None  # a merge patch clears the field
 
 
 def test_promote_alias_is_validated() -> None:
