@@ -98,9 +98,11 @@ def macro_f1(confusion: Mapping[tuple[str, str], float]) -> float | None:
 # feedback for a prediction usually reaches another pod, often of the other track and version. The
 # prediction therefore carries what its feedback needs: a token in the X-Prediction-Token header,
 # `v1.<payload>.<mac>`, payload = base64url(JSON {"m": model, "v": version, "r": request id,
-# "p": predicted classes}), mac = the first 16 bytes of HMAC-SHA256(key, "v1." + payload), base64url.
+# "p": predicted classes, "c": the version's classes}), mac = the first 16 bytes of
+# HMAC-SHA256(key, "v1." + payload), base64url.
 # Any pod that receives {"token": ..., "labels": [...]} on /feedback verifies the MAC and counts the
-# labels for the token's version, whichever version it serves itself. The key is
+# labels for the token's version, whichever version it serves itself, checking them against the
+# classes the token names (the predicting version's, which may differ from its own). The key is
 # MLROLLOUT_FEEDBACK_KEY (the same for every pod of a model, e.g. from a Secret); without it the key
 # is derived from the model name, which catches corrupted or mixed-up tokens but does not stop a
 # client from forging one (no more than sending "predictions" with its labels already allows).
@@ -114,6 +116,7 @@ class PredictionToken:
     version: str
     request_id: str
     predicted: tuple[str, ...]
+    classes: tuple[str, ...] = ()  # of the version that predicted; () when it has too many to carry
 
 
 class InvalidToken(ValueError):
@@ -140,7 +143,13 @@ def _mac(key: bytes, signed: str) -> bytes:
 
 def sign_token(key: bytes, token: PredictionToken) -> str:
     payload = json.dumps(
-        {"m": token.model, "v": token.version, "r": token.request_id, "p": list(token.predicted)},
+        {
+            "m": token.model,
+            "v": token.version,
+            "r": token.request_id,
+            "p": list(token.predicted),
+            "c": list(token.classes),
+        },
         separators=(",", ":"),
     ).encode()
     signed = TOKEN_PREFIX + _b64(payload)
@@ -166,4 +175,5 @@ def verify_token(key: bytes, text: str) -> PredictionToken:
         version=str(raw.get("v", "")),
         request_id=str(raw.get("r", "")),
         predicted=tuple(str(p) for p in raw["p"]),
+        classes=tuple(str(c) for c in raw.get("c") or ()),
     )

@@ -35,6 +35,9 @@ JSON = "application/json"
 TOKEN_HEADER = "X-Prediction-Token"  # noqa: S105 (a header name, not a secret)
 
 
+MAX_TOKEN_CLASSES = 64
+
+
 @dataclass(frozen=True)
 class Reply:
     status: int
@@ -68,6 +71,10 @@ class Service:
         self._class_index = {str(c): i for i, c in enumerate(model.classes or ())}
         self._class_position = {c: i for i, c in enumerate(model.classes or ())}
         self._token_key = token_key(model.name, config.feedback_key)
+        # Up to 64 classes ride in each token (a header, so bounded); more and feedback falls back
+        # to the receiving pod's classes plus the predicted ones.
+        classes = tuple(self._class_index)
+        self._token_classes = classes if len(classes) <= MAX_TOKEN_CLASSES else ()
         metrics.model_loaded(model.flavor, model.load_seconds)
 
     # ------------------------------------------------------------------ scoring
@@ -102,7 +109,11 @@ class Service:
         index = self._class_position
         self.store.put(request_id, [index.get(p, -1) for p in values])
         token = PredictionToken(
-            self.model.name, self.model.version, request_id, tuple(_label(p) for p in values)
+            self.model.name,
+            self.model.version,
+            request_id,
+            tuple(_label(p) for p in values),
+            self._token_classes,
         )
         return ((TOKEN_HEADER, sign_token(self._token_key, token)),)
 
@@ -142,17 +153,19 @@ class Service:
         parsing.check_body_size(len(body), self.limits)
         parsing.check_media_type(content_type, parsing.JSON_TYPES)
         payload = parsing.load_json(body)
-        if not self._class_index:
-            raise SchemaViolation(
-                "this model has no known classes, so feedback labels cannot be scored", field="labels"
-            )
         if not isinstance(payload, dict):
             raise BadRequest(
                 "feedback must be a JSON object with request_id (or token) and labels", field="body"
             )
         token_text = payload.get("token")
         if token_text is not None:
+            # Before the check below: a token carries its version's classes, so a pod whose own
+            # model has none (a regressor, a custom pyfunc) still counts another version's labels.
             return self._token_feedback(token_text, payload)
+        if not self._class_index:
+            raise SchemaViolation(
+                "this model has no known classes, so feedback labels cannot be scored", field="labels"
+            )
         request_id = payload.get("request_id")
         if not isinstance(request_id, str) or not request_id:
             raise BadRequest(
@@ -190,7 +203,7 @@ class Service:
             raise SchemaViolation(
                 f"token is for model {token.model!r}; this server serves {self.model.name!r}", field="token"
             )
-        known = set(self._class_index) | set(token.predicted)
+        known = set(token.classes) if token.classes else set(self._class_index) | set(token.predicted)
         labels = self._classes_of(_one_or_many(payload, "labels", "label"), "labels", known)
         self._count(list(token.predicted), labels, token.version)
         return json_reply(

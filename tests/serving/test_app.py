@@ -148,6 +148,26 @@ def test_feedback_through_one_service_counts_for_the_version_that_predicted() ->
     assert stable_registry.get_sample_value("mlrollout_feedback_total", own) is None
 
 
+def test_token_feedback_is_checked_against_the_predicting_versions_classes() -> None:
+    """The canary knows a class the stable does not (or the receiving pod's model has no classes at
+    all, as a custom pyfunc): the token's own class list decides which labels are valid."""
+    from dataclasses import replace
+
+    three = replace(model("2"), classes=(0, 1, 2))
+    canary = create_app(three, ServingConfig(track="canary"), ApiKeys(), CollectorRegistry()).test_client()
+    token = canary.post("/invocations", json={"instances": [[0.9, 0]]}).headers["X-Prediction-Token"]
+    for receiver in (model("1"), replace(model("1"), classes=None)):
+        registry = CollectorRegistry()
+        pod = create_app(receiver, ServingConfig(track="stable"), ApiKeys(), registry).test_client()
+        answer = pod.post("/feedback", json={"token": token, "labels": [2]})
+        assert answer.status_code == 200, answer.json
+        counted = {"model": "thr", "model_version": "2", "track": "stable", "predicted": "1", "actual": "2"}
+        assert registry.get_sample_value("mlrollout_feedback_total", counted) == 1
+        unknown = pod.post("/feedback", json={"token": token, "labels": [7]})
+        assert unknown.status_code == 422
+        assert "['0', '1', '2']" in unknown.json["error"]["message"], unknown.json
+
+
 def test_a_tampered_or_foreign_token_is_refused_with_the_field() -> None:
     client = create_app(model(), ServingConfig(), ApiKeys(), CollectorRegistry()).test_client()
     token = client.post("/invocations", json={"instances": [[0.9, 0]]}).headers["X-Prediction-Token"]
