@@ -18,7 +18,7 @@ help:
 	@echo "make test   - lint, typecheck and the whole test suite (unit, cluster, e2e, images)"
 	@echo "make setup  - only install/build what the two above need"
 
-setup: venv system-deps k8s-binaries prometheus
+setup: venv system-deps k8s-binaries prometheus helm
 
 venv: $(VENV_STAMP)
 
@@ -45,6 +45,10 @@ k8s-binaries:
 # Prometheus 3 (Kubernetes service discovery), built from its Go module and cached like the above.
 prometheus:
 	@bash hack/build-prometheus.sh >/dev/null && echo "prometheus binaries: $$(bash hack/build-prometheus.sh --print-bin)"
+
+# Helm 3 for the chart in charts/mlrollout, built from its Go module and cached like the above.
+helm:
+	@bash hack/build-helm.sh >/dev/null && echo "helm: $$(bash hack/build-helm.sh --print-bin)/helm"
 
 # mypy sees the folder -> package mapping through a symlink tree (it cannot run setuptools' import hook).
 .typecheck/mlrollout:
