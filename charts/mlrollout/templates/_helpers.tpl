@@ -26,56 +26,36 @@ app.kubernetes.io/component: operator
 {{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) -}}
 {{- end -}}
 
-{{/* The namespaced rules (ClusterRole when serving all namespaces, else a Role per namespace). */}}
-{{- define "mlrollout.namespacedRules" -}}
-# ModelDeployments: watch, finalizer and progress annotations (kopf), status, intents.
-- apiGroups: [mlrollout.io]
-  resources: [modeldeployments]
-  verbs: [get, list, watch, patch, update]
-- apiGroups: [mlrollout.io]
-  resources: [modeldeployments/status]
-  verbs: [get, patch, update]
-- apiGroups: [mlrollout.io]
-  resources: [modeldeployments/finalizers]
-  verbs: [update]
-# Serving tracks: one Deployment per version (server-side apply), deleted after promotion/rollback.
-- apiGroups: [apps]
-  resources: [deployments]
-  verbs: [get, list, watch, create, update, patch, delete]
-# The Service in front of both tracks.
-- apiGroups: [""]
-  resources: [services]
-  verbs: [get, list, watch, create, update, patch]
-# Pods: crash loops and unschedulable canaries fail a rollout early; after a promotion the
-# operator relabels each pod's track in place (no restarts). Never create or delete.
-- apiGroups: [""]
-  resources: [pods]
-  verbs: [get, list, watch, patch]
-# Decisions (gate, step, promote, rollback) are Events on the ModelDeployment.
-- apiGroups: ["", events.k8s.io]
-  resources: [events]
-  verbs: [create, patch]
+{{/* The operator's rules, read from manifests/base/rbac.yaml (files/rbac.yaml, one source with the
+kustomize base and operator/RBAC.md), as JSON {"all": [...], "cluster": [...], "namespaced": [...]}: all in their order there, the rules on
+cluster-scoped resources (CRDs, namespaces, the ClusterKopfPeering, whose name is peering.name)
+and the rest. */}}
+{{- define "mlrollout.rules" -}}
+{{- $clusterScoped := list "customresourcedefinitions" "namespaces" "clusterkopfpeerings" -}}
+{{- $found := false -}}
+{{- $cluster := list -}}
+{{- $namespaced := list -}}
+{{- $all := list -}}
+{{- range $doc := regexSplit "(?m)^---[ \t]*$" (.Files.Get "files/rbac.yaml") -1 -}}
+{{- $obj := fromYaml $doc -}}
+{{- if eq ($obj.kind | default "") "ClusterRole" -}}
+{{- $found = true -}}
+{{- range $rule := $obj.rules -}}
+{{- $scoped := 0 -}}
+{{- range $rule.resources }}{{ if has . $clusterScoped }}{{ $scoped = add1 $scoped }}{{ end }}{{ end -}}
+{{- if and $scoped (ne (int $scoped) (len $rule.resources)) -}}
+{{- fail (printf "manifests/base/rbac.yaml: a rule mixes cluster-scoped and namespaced resources: %v" $rule.resources) -}}
 {{- end -}}
-
-{{/* The cluster-scoped rules: always in the ClusterRole. */}}
-{{- define "mlrollout.clusterRules" -}}
-# kopf: peering between replicas (only our peering object, by name; create cannot be limited
-# by name, so the init container may create peering objects, which grant nothing) ...
-- apiGroups: [kopf.dev]
-  resources: [clusterkopfpeerings]
-  verbs: [list, watch, create]
-- apiGroups: [kopf.dev]
-  resources: [clusterkopfpeerings]
-  resourceNames: [{{ .Values.peering.name }}]
-  verbs: [get, patch]
-# ... and discovery of resources appearing at run time (read-only). Namespaces are read by kopf
-# when the operator runs with --namespace (cluster-wide it does not need them).
-- apiGroups: [apiextensions.k8s.io]
-  resources: [customresourcedefinitions]
-  verbs: [get, list, watch]
-- apiGroups: [""]
-  resources: [namespaces]
-  verbs: [get, list, watch]
+{{- if $rule.resourceNames }}{{ if has "clusterkopfpeerings" $rule.resources -}}
+{{- $_ := set $rule "resourceNames" (list $.Values.peering.name) -}}
+{{- end }}{{ end -}}
+{{- $all = append $all $rule -}}
+{{- if $scoped }}{{ $cluster = append $cluster $rule }}{{ else }}{{ $namespaced = append $namespaced $rule }}{{ end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if not $found }}{{ fail "files/rbac.yaml (manifests/base/rbac.yaml) has no ClusterRole" }}{{ end -}}
+{{- toJson (dict "all" $all "cluster" $cluster "namespaced" $namespaced) -}}
 {{- end -}}
 
 {{/* A file's text as a YAML block scalar that keeps it byte for byte (its final newline included).
