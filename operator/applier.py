@@ -76,15 +76,21 @@ async def apply_plan(
         elif have.replicas != want.replicas or have.track != want.track:
             await kube.scale_deployment(namespace, want.name, want.replicas, want.track)
     if plan.deployments:
-        svc = children.service(md, spec)
-        digest = json.dumps(svc, sort_keys=True)
+        svcs = children.services(md, spec)
+        digest = json.dumps(svcs, sort_keys=True)
         if service.digest != digest:
-            await kube.apply_service(svc)
-            service.digest = digest  # only after the apply succeeded
+            for svc in svcs:
+                await kube.apply_service(svc)
+            service.digest = digest  # only after every apply succeeded
     for gone in plan.delete:
         await kube.delete_deployment(namespace, gone)
     for pod, track in pod_relabels(plan.deployments, pods):
         await kube.label_pod(namespace, pod, track)
+
+    if plan.route is not None:
+        # Guarded by the resourceVersion it was planned from: a route the user edited meanwhile is
+        # not overwritten; the next pass plans from the new one.
+        await kube.write_route(namespace, plan.route)
 
     new_status = plan.status.to_dict()
     if status_changed(md.get("status"), new_status):

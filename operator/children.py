@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from mlrollout.operator.planner import DesiredDeployment
-from mlrollout.operator.spec import GROUP, KIND, VERSION, Spec
+from mlrollout.operator.spec import GROUP, KIND, VERSION, GatewayAPIRoute, Spec
 
 APP = "mlrollout-serving"
 LABEL_MD = "mlrollout.io/model-deployment"
@@ -189,20 +189,35 @@ def deployment(
     }
 
 
-def service(md: Mapping[str, Any], spec: Spec) -> dict[str, Any]:
-    """One Service selecting both tracks: with the replicas router, traffic splits by Ready pods."""
+def service(md: Mapping[str, Any], spec: Spec, track: str | None = None) -> dict[str, Any]:
+    """The Service selecting both tracks (with the replicas router traffic splits by Ready pods),
+    or with `track` the one selecting that track's pods only, `<md>-<track>` (a proxy's backend)."""
     meta = md["metadata"]
+    selector = {"app.kubernetes.io/name": APP, LABEL_MD: meta["name"]}
+    labels = dict(selector)
+    if track is not None:
+        selector[LABEL_TRACK] = track
+        labels[LABEL_TRACK] = track
     return {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {
-            "name": meta["name"],
+            "name": meta["name"] if track is None else f"{meta['name']}-{track}",
             "namespace": meta["namespace"],
-            "labels": {"app.kubernetes.io/name": APP, LABEL_MD: meta["name"]},
+            "labels": labels,
             "ownerReferences": [owner_reference(md)],
         },
         "spec": {
-            "selector": {"app.kubernetes.io/name": APP, LABEL_MD: meta["name"]},
+            "selector": selector,
             "ports": [{"name": "http", "port": spec.serving.port, "targetPort": "http"}],
         },
     }
+
+
+def services(md: Mapping[str, Any], spec: Spec) -> list[dict[str, Any]]:
+    """Every Service of a ModelDeployment: the shared one, plus one per track when a proxy routes
+    by weight (the gatewayAPI router's backendRefs name them)."""
+    out = [service(md, spec)]
+    if isinstance(spec.router, GatewayAPIRoute):
+        out += [service(md, spec, "stable"), service(md, spec, "canary")]
+    return out

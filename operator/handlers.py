@@ -29,8 +29,8 @@ from mlrollout.operator.analysis.runner import AnalysisRunner
 from mlrollout.operator.applier import ServiceMemory, apply_plan
 from mlrollout.operator.children import LABEL_MD
 from mlrollout.operator.kube import Kube
-from mlrollout.operator.model import Condition, Observed, RegistryFailure, Resolution, Status
-from mlrollout.operator.planner import Event, needs_resolution, plan
+from mlrollout.operator.model import Condition, Observed, RegistryFailure, Resolution, RouteObs, Status
+from mlrollout.operator.planner import Event, needs_resolution, plan, router_for
 from mlrollout.operator.registry import RegistryPool
 from mlrollout.operator.spec import GROUP, PLURAL, VERSION, InvalidSpec, parse_spec
 
@@ -179,10 +179,18 @@ async def reconcile(body: kopf.Body, *, raise_invalid: bool) -> float | None:
         with_pods = status.canary is not None or bool(status.history)
         # Analysis is an observation like the others, taken in parallel with them: a fresh result
         # when one is due (or why the spec is unusable); the plan decides what is recorded and said.
-        answer, (deployments, pods), tick = await asyncio.gather(
+        router = router_for(name, spec)
+
+        async def ask_route() -> RouteObs | None:
+            if router.route_name is None:
+                return None
+            return await rt.kube.observe_route(namespace, router.route_name)
+
+        answer, (deployments, pods), tick, route = await asyncio.gather(
             ask_registry(),
             rt.kube.observe(namespace, name, with_pods=with_pods),
             rt.analysis.tick(namespace, name, spec.analysis, status, now),
+            ask_route(),
         )
         observed = Observed(
             now=now,
@@ -190,8 +198,9 @@ async def reconcile(body: kopf.Body, *, raise_invalid: bool) -> float | None:
             deployments=deployments,
             registry=answer,
             analysis=tick.result,
+            route=route,
         )
-        decided = plan(name, spec, status, observed)
+        decided = plan(name, spec, status, observed, router)
         await apply_plan(
             rt.kube,
             current,

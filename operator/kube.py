@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 from mlrollout.operator.children import FIELD_MANAGER, LABEL_MD, LABEL_REVISION, LABEL_TRACK, LABEL_VERSION
-from mlrollout.operator.model import DeploymentObs, PodObs
+from mlrollout.operator.model import DeploymentObs, PodObs, RouteObs, RouteParent
+from mlrollout.operator.routers import RouteWrite
 from mlrollout.operator.spec import GROUP, PLURAL, VERSION
 
 _APPLY = "application/apply-patch+yaml"
 _MERGE = "application/merge-patch+json"
+GATEWAY_GROUP, GATEWAY_VERSION, HTTPROUTES = "gateway.networking.k8s.io", "v1", "httproutes"
+log = logging.getLogger(__name__)
 
 
 async def _no_pods() -> Any:
@@ -130,6 +134,31 @@ class Kube:
             GROUP, VERSION, namespace, PLURAL, name, {"status": dict(status)}, _content_type=_MERGE
         )
 
+    async def observe_route(self, namespace: str, name: str) -> RouteObs:
+        """The HTTPRoute a gatewayAPI router manages, with what each Gateway said about it."""
+        try:
+            obj: dict[str, Any] = await self.custom.get_namespaced_custom_object(
+                GATEWAY_GROUP, GATEWAY_VERSION, namespace, HTTPROUTES, name
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return RouteObs(name, exists=False)
+            raise
+        return route_obs(obj)
+
+    async def write_route(self, namespace: str, write: RouteWrite) -> None:
+        body = {"metadata": {"resourceVersion": write.resource_version}, "spec": {"rules": list(write.rules)}}
+        try:
+            await self.custom.patch_namespaced_custom_object(
+                GATEWAY_GROUP, GATEWAY_VERSION, namespace, HTTPROUTES, write.name, body, _content_type=_MERGE
+            )
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            log.info(
+                "%s/%s changed since it was read; re-planning from the new version", namespace, write.name
+            )
+
     async def patch_spec(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
         await self.custom.patch_namespaced_custom_object(
             GROUP, VERSION, namespace, PLURAL, name, dict(patch), _content_type=_MERGE
@@ -147,4 +176,34 @@ async def _server_side_apply(patch: Callable[..., Awaitable[Any]], manifest: dic
         field_manager=FIELD_MANAGER,
         force=True,
         _content_type=_APPLY,
+    )
+
+
+def route_obs(obj: Mapping[str, Any]) -> RouteObs:
+    """An HTTPRoute as the planner sees it: its rules and each parent Gateway's conditions."""
+    meta = obj.get("metadata") or {}
+    parents: list[RouteParent] = []
+    for parent in (obj.get("status") or {}).get("parents") or []:
+        conditions = {c.get("type"): c for c in parent.get("conditions") or []}
+        accepted, resolved = conditions.get("Accepted") or {}, conditions.get("ResolvedRefs") or {}
+        bad = next((c for c in (accepted, resolved) if c.get("status") != "True"), {})
+        seen = [int(c.get("observedGeneration") or 0) for c in (accepted, resolved) if c]
+        ref = parent.get("parentRef") or {}
+        parents.append(
+            RouteParent(
+                gateway=f"{ref.get('namespace') or meta.get('namespace', '')}/{ref.get('name', '')}",
+                observed_generation=min(seen) if seen else 0,
+                accepted=accepted.get("status") == "True",
+                resolved_refs=resolved.get("status") == "True",
+                reason=str(bad.get("reason") or ""),
+                message=str(bad.get("message") or ""),
+            )
+        )
+    return RouteObs(
+        name=str(meta.get("name", "")),
+        exists=True,
+        generation=int(meta.get("generation") or 0),
+        resource_version=str(meta.get("resourceVersion") or ""),
+        rules=tuple((obj.get("spec") or {}).get("rules") or ()),
+        parents=tuple(parents),
     )

@@ -300,6 +300,83 @@ class AnalysisInvalid:
 
 
 @dataclass(frozen=True)
+class HeaderMatch:
+    """One HTTP header condition of a setHeaderRoute step (Gateway API HTTPHeaderMatch)."""
+
+    name: str
+    value: str
+    type: Literal["Exact", "RegularExpression"] = "Exact"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "value": self.value, "type": self.type}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> HeaderMatch:
+        regex = d.get("type") == "RegularExpression"
+        return cls(str(d.get("name", "")), str(d.get("value", "")), "RegularExpression" if regex else "Exact")
+
+
+@dataclass(frozen=True)
+class RouteParent:
+    """One Gateway's view of an HTTPRoute (its status.parents entry)."""
+
+    gateway: str
+    observed_generation: int
+    accepted: bool
+    resolved_refs: bool
+    reason: str = ""
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class RouteObs:
+    """The HTTPRoute a gatewayAPI router manages, as read from the API server."""
+
+    name: str
+    exists: bool
+    generation: int = 0
+    resource_version: str = ""
+    rules: tuple[Mapping[str, Any], ...] = ()
+    parents: tuple[RouteParent, ...] = ()
+
+
+@dataclass(frozen=True)
+class RouteStatus:
+    """status.route: the router's object and what it carries, read back from it."""
+
+    kind: str
+    name: str
+    weight: int | None  # the canary's percent in the route, as read back
+    ready: bool
+    reason: str = ""
+    message: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "weight": self.weight,
+            "ready": self.ready,
+            "reason": self.reason,
+            "message": self.message,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None) -> RouteStatus | None:
+        if not d or not d.get("name"):
+            return None
+        weight = d.get("weight")
+        return cls(
+            kind=str(d.get("kind", "")),
+            name=str(d["name"]),
+            weight=int(weight) if isinstance(weight, int) else None,
+            ready=bool(d.get("ready")),
+            reason=str(d.get("reason") or ""),
+            message=str(d.get("message") or ""),
+        )
+
+
+@dataclass(frozen=True)
 class AliasMove:
     """Point MLflow alias `alias` at `version` (after a promotion; never on a rollback). Kept in
     status as `pendingAlias` until the registry has taken it, so a failed move is retried."""
@@ -336,6 +413,8 @@ class Status:
     abandoned: Abandoned | None = None
     resolved: Resolution | None = None
     pending_alias: AliasMove | None = None
+    header_route: tuple[HeaderMatch, ...] = ()  # a setHeaderRoute step's conditions, until cleared
+    route: RouteStatus | None = None
     history: tuple[HistoryEntry, ...] = ()
     conditions: tuple[Condition, ...] = ()
 
@@ -370,6 +449,8 @@ class Status:
             "abandoned": self.abandoned.to_dict() if self.abandoned else None,
             "resolved": self.resolved.to_dict() if self.resolved else None,
             "pendingAlias": self.pending_alias.to_dict() if self.pending_alias else None,
+            "headerRoute": [h.to_dict() for h in self.header_route] or None,
+            "route": self.route.to_dict() if self.route else None,
             "history": [h.to_dict() for h in self.history],
             "conditions": [c.to_dict() for c in self.conditions],
         }
@@ -398,6 +479,8 @@ class Status:
             abandoned=Abandoned.from_dict(d.get("abandoned")),
             resolved=Resolution.from_dict(d.get("resolved")),
             pending_alias=AliasMove.from_dict(d.get("pendingAlias")),
+            header_route=tuple(HeaderMatch.from_dict(h) for h in d.get("headerRoute") or []),
+            route=RouteStatus.from_dict(d.get("route")),
             history=tuple(HistoryEntry.from_dict(h) for h in d.get("history") or []),
             conditions=tuple(Condition.from_dict(c) for c in d.get("conditions") or []),
         )
@@ -443,3 +526,4 @@ class Observed:
     # A fresh analysis run taken this reconcile (None: none was due), or why the analysis spec is
     # unusable. The planner decides whether to record it in status.lastAnalysis and what to announce.
     analysis: AnalysisResult | AnalysisInvalid | None = None
+    route: RouteObs | None = None  # the gatewayAPI router's HTTPRoute (None for other routers)

@@ -121,6 +121,14 @@ def render_status(md: Mapping[str, Any]) -> str:
         "",
         f"Canary weight: {st.weight}%   step: {step}",
     ]
+    if st.route is not None:
+        r = st.route
+        applied = f"{r.weight}%" if r.weight is not None else "-"
+        state = "served" if r.ready else f"not served ({r.reason}: {r.message})"
+        lines.append(f"Router:    {r.kind} {r.name}: canary weight in the route {applied}, {state}")
+    if st.header_route:
+        rule = " and ".join(f"{h.name} {h.type} {h.value!r}" for h in st.header_route)
+        lines.append(f"Header route: requests with {rule} go to the canary")
     if st.last_analysis is not None:
         a = st.last_analysis
         lines.append(

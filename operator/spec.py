@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from mlrollout.operator.model import HeaderMatch
+
 GROUP = "mlrollout.io"
 VERSION = "v1alpha1"
 PLURAL = "modeldeployments"
@@ -181,7 +183,31 @@ class Analysis:
     pass
 
 
-Step = SetWeight | Pause | Analysis
+@dataclass(frozen=True)
+class SetHeaderRoute:
+    """Requests matching every header go to the canary whatever the weight (gatewayAPI router);
+    no headers clears the rule. Promotion, abort and rollback clear it too."""
+
+    headers: tuple[HeaderMatch, ...]
+
+
+Step = SetWeight | Pause | Analysis | SetHeaderRoute
+
+
+@dataclass(frozen=True)
+class ReplicasRoute:
+    """No proxy: the share of traffic is the share of Ready pods behind the one Service."""
+
+
+@dataclass(frozen=True)
+class GatewayAPIRoute:
+    """Weights and header rules in the user's HTTPRoute `http_route` (same namespace)."""
+
+    http_route: str
+    canary_replicas: int | None = None  # canary pods whatever the weight; None: its share of replicas
+
+
+RouterSpec = ReplicasRoute | GatewayAPIRoute
 
 
 @dataclass(frozen=True)
@@ -205,6 +231,7 @@ class Spec:
     intent: Intent | None = None
     analysis: Mapping[str, Any] | None = None  # spec.rollout.analysis, parsed by mlrollout.operator.analysis
     promote_alias: str | None = None  # spec.rollout.promoteAlias: MLflow alias moved to each promoted version
+    router: RouterSpec = ReplicasRoute()
 
 
 def _obj(value: Any, name: str) -> Mapping[str, Any]:
@@ -308,15 +335,69 @@ def _names(raw: Any, name: str) -> list[str]:
 def _parse_step(raw: Any, index: int) -> Step:
     name = f"spec.rollout.steps[{index}]"
     step = _obj(raw, name)
-    kinds = [k for k in ("setWeight", "pause", "analysis") if k in step]
+    kinds = [k for k in ("setWeight", "pause", "analysis", "setHeaderRoute") if k in step]
     if len(kinds) != 1:
-        raise InvalidSpec(f"{name}: set exactly one of setWeight, pause or analysis")
+        raise InvalidSpec(f"{name}: set exactly one of setWeight, pause, analysis or setHeaderRoute")
+    if kinds[0] == "setHeaderRoute":
+        return SetHeaderRoute(_parse_headers(step["setHeaderRoute"], f"{name}.setHeaderRoute"))
     if kinds[0] == "setWeight":
         return SetWeight(_int(step["setWeight"], f"{name}.setWeight", 0, 100, 0))
     if kinds[0] == "pause":
         duration = _str(_obj(step["pause"], f"{name}.pause").get("duration"), f"{name}.pause.duration")
         return Pause(parse_duration(duration, f"{name}.pause.duration") if duration else None)
     return Analysis()
+
+
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+\-.^_`|~]{1,256}$")  # an RFC 7230 token, as Gateway API
+
+
+def _parse_headers(raw: Any, name: str) -> tuple[HeaderMatch, ...]:
+    body = _obj(raw, name)
+    out: list[HeaderMatch] = []
+    for i, item in enumerate(_objects(body.get("headers") or [], f"{name}.headers")):
+        where = f"{name}.headers[{i}]"
+        header = _str(item.get("name"), f"{where}.name", required=True) or ""
+        if not _HEADER_NAME.match(header):
+            raise InvalidSpec(f"{where}.name: {header!r} is not an HTTP header name")
+        value = _str(item.get("value"), f"{where}.value", required=True) or ""
+        kind = item.get("type", "Exact")
+        if kind not in ("Exact", "RegularExpression"):
+            raise InvalidSpec(f"{where}.type: expected Exact or RegularExpression, got {kind!r}")
+        if kind == "RegularExpression":
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise InvalidSpec(f"{where}.value: not a regular expression ({exc})") from None
+        out.append(HeaderMatch(header, value, kind))
+    if len({h.name.lower() for h in out}) != len(out):
+        raise InvalidSpec(f"{name}.headers: each header name at most once")
+    return tuple(out)
+
+
+_DNS_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def _parse_router(raw: Any) -> RouterSpec:
+    router = _obj(raw, "spec.rollout.trafficRouter") or {"replicas": {}}
+    if len(router) != 1 or set(router) - {"replicas", "gatewayAPI"}:
+        raise InvalidSpec(
+            f"spec.rollout.trafficRouter: set exactly one router, got {sorted(router)} "
+            "(supported: replicas, gatewayAPI)"
+        )
+    if "replicas" in router:
+        _obj(router["replicas"], "spec.rollout.trafficRouter.replicas")
+        return ReplicasRoute()
+    gw = _obj(router["gatewayAPI"], "spec.rollout.trafficRouter.gatewayAPI")
+    route = _str(gw.get("httpRoute"), "spec.rollout.trafficRouter.gatewayAPI.httpRoute", required=True) or ""
+    if len(route) > 253 or not _DNS_NAME.match(route):
+        raise InvalidSpec(f"spec.rollout.trafficRouter.gatewayAPI.httpRoute: {route!r} is not an object name")
+    fixed = gw.get("canaryReplicas")
+    return GatewayAPIRoute(
+        http_route=route,
+        canary_replicas=None
+        if fixed is None
+        else _int(fixed, "spec.rollout.trafficRouter.gatewayAPI.canaryReplicas", 1, 1000, 1),
+    )
 
 
 def _parse_intent(raw: Any) -> Intent | None:
@@ -417,17 +498,19 @@ def parse_spec(raw: Mapping[str, Any]) -> Spec:
     )
 
     rollout = _obj(raw.get("rollout"), "spec.rollout")
-    router = _obj(rollout.get("trafficRouter"), "spec.rollout.trafficRouter") or {"replicas": {}}
-    if set(router) != {"replicas"}:
-        raise InvalidSpec(
-            f"spec.rollout.trafficRouter: unsupported router {sorted(router)} (supported: replicas)"
-        )
+    router = _parse_router(rollout.get("trafficRouter"))
     steps_raw = rollout.get("steps", list(DEFAULT_STEPS))
     if not isinstance(steps_raw, list) or not steps_raw:
         raise InvalidSpec("spec.rollout.steps: expected a non-empty list")
     steps = tuple(_parse_step(s, i) for i, s in enumerate(steps_raw))
     if not any(isinstance(s, SetWeight) and s.weight > 0 for s in steps):
         raise InvalidSpec("spec.rollout.steps: at least one setWeight step must be above 0")
+    header_steps = [i for i, s in enumerate(steps) if isinstance(s, SetHeaderRoute)]
+    if header_steps and not isinstance(router, GatewayAPIRoute):
+        raise InvalidSpec(
+            f"spec.rollout.steps[{header_steps[0]}].setHeaderRoute needs a router that routes by header "
+            "(spec.rollout.trafficRouter.gatewayAPI); the replicas router splits by pod count only"
+        )
 
     analysis = rollout.get("analysis")
     if analysis is not None and not isinstance(analysis, Mapping):
@@ -458,4 +541,5 @@ def parse_spec(raw: Mapping[str, Any]) -> Spec:
         intent=intent,
         analysis=analysis,
         promote_alias=promote_alias,
+        router=router,
     )

@@ -21,7 +21,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from mlrollout.operator.model import AliasMove, Observed, RegistryFailure, Resolution, Status
-from mlrollout.operator.planner import verdicts
+from mlrollout.operator.planner import routing, verdicts
 from mlrollout.operator.planner.desired import desired
 from mlrollout.operator.planner.gate import gate, is_abandoned
 from mlrollout.operator.planner.history import (
@@ -44,8 +44,9 @@ from mlrollout.operator.planner.work import (
     Work,
 )
 from mlrollout.operator.routers import TrafficRouter
+from mlrollout.operator.routers.gateway_api import GatewayAPIRouter
 from mlrollout.operator.routers.replicas import ReplicasRouter
-from mlrollout.operator.spec import Spec
+from mlrollout.operator.spec import GatewayAPIRoute, Spec
 
 __all__ = [
     "ALIAS_REFRESH",
@@ -61,13 +62,21 @@ __all__ = [
     "deployment_name",
     "needs_resolution",
     "plan",
+    "router_for",
 ]
 
 ALIAS_REFRESH = timedelta(seconds=60)  # how often a moving alias is re-resolved
 REGISTRY_RETRY_SECONDS = 10.0
 ALIAS_RETRY_SECONDS = 30.0  # a pending alias move (registry down at promotion) is retried this often
 
-_DEFAULT_ROUTER: TrafficRouter = ReplicasRouter()
+_REPLICAS: TrafficRouter = ReplicasRouter()
+
+
+def router_for(md_name: str, spec: Spec) -> TrafficRouter:
+    """The router spec.rollout.trafficRouter names."""
+    if isinstance(spec.router, GatewayAPIRoute):
+        return GatewayAPIRouter(spec.router.http_route, md_name, spec.router.canary_replicas)
+    return _REPLICAS
 
 
 def needs_resolution(spec: Spec, status: Status, now: datetime) -> bool:
@@ -83,7 +92,7 @@ def needs_resolution(spec: Spec, status: Status, now: datetime) -> bool:
 def plan(
     md_name: str, spec: Spec, status: Status, observed: Observed, router: TrafficRouter | None = None
 ) -> Plan:
-    router = router if router is not None else _DEFAULT_ROUTER
+    router = router if router is not None else router_for(md_name, spec)
     w = Work(
         md=md_name, spec=spec, obs=observed, status=replace(status, observed_generation=observed.generation)
     )
@@ -104,6 +113,7 @@ def plan(
     if w.status.pending_alias is not None:
         w.aliases.append(w.status.pending_alias)
         w.wait(ALIAS_RETRY_SECONDS)
+    route_write = routing.route(w, router)
     deployments, deletions = desired(w, router)
     return Plan(
         status=w.status,
@@ -113,6 +123,7 @@ def plan(
         tags=tuple(w.tags),
         aliases=tuple(w.aliases),
         requeue_after=w.requeue,
+        route=route_write,
     )
 
 

@@ -9,7 +9,7 @@ from mlrollout.operator.planner import verdicts
 from mlrollout.operator.planner.history import promote, rollback
 from mlrollout.operator.planner.work import WAIT_SECONDS, Work
 from mlrollout.operator.routers import TrafficRouter
-from mlrollout.operator.spec import Analysis, Pause, SetWeight, Step
+from mlrollout.operator.spec import Analysis, Pause, SetHeaderRoute, SetWeight, Step
 
 
 def steady(w: Work) -> None:
@@ -198,6 +198,18 @@ def walk(w: Work, router: TrafficRouter, promote_intent: str | None) -> None:
                 )
                 w.wait(WAIT_SECONDS)
                 return
+            if not _route_serves(w, router, where, f"setWeight {step.weight}"):
+                return
+        elif isinstance(step, SetHeaderRoute):
+            if w.status.header_route != step.headers:
+                w.update(header_route=step.headers)
+                rule = " and ".join(f"{h.name} {h.type} {h.value!r}" for h in step.headers)
+                if step.headers:
+                    w.event("Normal", "HeaderRouteSet", f"{where}: requests with {rule} go to the canary")
+                else:
+                    w.event("Normal", "HeaderRouteCleared", f"{where}: header rule removed")
+            if not _route_serves(w, router, where, describe(step)):
+                return
         elif isinstance(step, Pause):
             if step.seconds is None:
                 w.phase("Paused", f"{where}: paused until promoted (kubectl mlrollout promote)", "PauseStep")
@@ -216,6 +228,16 @@ def walk(w: Work, router: TrafficRouter, promote_intent: str | None) -> None:
     if may_promote(w):
         promote(w, "all steps completed")
         steady(w)
+
+
+def _route_serves(w: Work, router: TrafficRouter, where: str, what: str) -> bool:
+    """The proxy carries the status' weight and header rule (always true without a proxy)."""
+    verdict = router.route_verdict(w.obs.route, w.status.weight, w.status.header_route)
+    if verdict.ok:
+        return True
+    _progressing(w, f"{where}: {what} waiting for {router.route_name}: {verdict.message}")
+    w.wait(WAIT_SECONDS)
+    return False
 
 
 def _enter(w: Work, index: int) -> None:
@@ -237,5 +259,9 @@ def describe(step: Step) -> str:
         return f"setWeight {step.weight}"
     if isinstance(step, Pause):
         return f"pause {step.seconds}s" if step.seconds is not None else "pause until promoted"
+    if isinstance(step, SetHeaderRoute):
+        if not step.headers:
+            return "header rule cleared"
+        return "header rule " + ", ".join(f"{h.name}={h.value}" for h in step.headers)
     assert isinstance(step, Analysis)
     return "analysis passed"

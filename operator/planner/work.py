@@ -13,14 +13,17 @@ from mlrollout.operator.model import (
     AliasMove,
     AnalysisResult,
     Condition,
+    HeaderMatch,
     HistoryEntry,
     Observed,
     PauseReason,
     Phase,
     Resolution,
+    RouteStatus,
     Status,
     Track,
 )
+from mlrollout.operator.routers import RouteWrite
 from mlrollout.operator.spec import Spec
 
 TAG_STATUS = "mlrollout.status"  # MLflow model-version tag: deployed | rolled_back | rejected | superseded
@@ -65,6 +68,7 @@ class Plan:
     tags: tuple[Tag, ...] = ()
     aliases: tuple[AliasMove, ...] = ()
     requeue_after: float | None = None
+    route: RouteWrite | None = None  # the router's route object, rewritten (gatewayAPI)
 
 
 class StatusChanges(TypedDict, total=False):
@@ -86,6 +90,8 @@ class StatusChanges(TypedDict, total=False):
     abandoned: Abandoned | None
     resolved: Resolution | None
     pending_alias: AliasMove | None
+    header_route: tuple[HeaderMatch, ...]
+    route: RouteStatus | None
     history: tuple[HistoryEntry, ...]
 
 

@@ -4,7 +4,12 @@ Every provider implements `TrafficRouter`. Routers are pure: they say which repl
 extra objects realise a weight, and whether the observed cluster realises it yet. The planner waits on
 `verify_weight` before a setWeight step counts as done; `planner/desired.py` turns the counts into
 Deployments and holds every scale-down until the incoming pods are Ready (a surge, never a dip), and
-the applier makes the calls. Only `replicas` exists today; the CRD refuses any other router.
+the applier makes the calls.
+
+Routers that steer a proxy (`gatewayAPI`) also own part of an object the user wrote: `route_write`
+says how the observed route must change for a weight and header rule (None: it already says so),
+and `route_verdict` whether the proxy serves it, read back from the object and its controller's
+status. A step that moves traffic completes only when both the pods and the route are right.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from mlrollout.operator.model import DeploymentObs
+from mlrollout.operator.model import DeploymentObs, HeaderMatch, RouteObs
 
 
 @dataclass(frozen=True)
@@ -26,9 +31,49 @@ class WeightPlan:
     objects: tuple[Mapping[str, Any], ...] = ()
 
 
+@dataclass(frozen=True)
+class RouteWrite:
+    """Replace spec.rules of route `name`, if it is still at `resource_version` (else: re-plan)."""
+
+    kind: str
+    name: str
+    resource_version: str
+    rules: tuple[Mapping[str, Any], ...]
+
+
+@dataclass(frozen=True)
+class RouteVerdict:
+    """Whether the route serves what the plan wants; `reason`/`message` say why not."""
+
+    ok: bool
+    reason: str = ""
+    message: str = ""
+    weight: int | None = None  # the canary's percent the route carries now, read back
+
+
 class TrafficRouter(Protocol):
     @property
     def name(self) -> str: ...
+
+    @property
+    def route_name(self) -> str | None:
+        """The proxy object the router manages (None: no proxy)."""
+        ...
+
+    @property
+    def supports_headers(self) -> bool: ...
+
+    def route_write(
+        self, route: RouteObs | None, weight: int, headers: tuple[HeaderMatch, ...]
+    ) -> RouteWrite | None:
+        """How the observed route must change to carry `weight` and `headers`; None if it does."""
+        ...
+
+    def route_verdict(
+        self, route: RouteObs | None, weight: int, headers: tuple[HeaderMatch, ...]
+    ) -> RouteVerdict:
+        """Whether the proxy serves `weight` and `headers` now."""
+        ...
 
     def set_weight(self, total_replicas: int, weight: int) -> WeightPlan:
         """The desired state for `weight` percent of traffic on the canary."""

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mlrollout.operator.model import DeploymentObs
-from mlrollout.operator.routers import WeightPlan
+from mlrollout.operator.model import DeploymentObs, HeaderMatch, RouteObs
+from mlrollout.operator.routers import RouteVerdict, RouteWrite, WeightPlan
 
 
 def split_replicas(total: int, weight: int) -> tuple[int, int]:
@@ -51,6 +51,18 @@ def _serves(obs: DeploymentObs | None, replicas: int) -> bool:
 @dataclass(frozen=True)
 class ReplicasRouter:
     name: str = "replicas"
+    route_name: str | None = None
+    supports_headers: bool = False
+
+    def route_write(
+        self, route: RouteObs | None, weight: int, headers: tuple[HeaderMatch, ...]
+    ) -> RouteWrite | None:
+        return None  # no proxy object: the pods are the route
+
+    def route_verdict(
+        self, route: RouteObs | None, weight: int, headers: tuple[HeaderMatch, ...]
+    ) -> RouteVerdict:
+        return RouteVerdict(True)
 
     def set_weight(self, total_replicas: int, weight: int) -> WeightPlan:
         stable, canary = split_replicas(total_replicas, weight)

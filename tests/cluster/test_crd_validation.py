@@ -46,6 +46,32 @@ INVALID = [
     (_with("spec.rollout.steps", [{"pause": {}}]), "at least one setWeight step must be above 0"),
     (_with("spec.rollout.progressDeadlineSeconds", 1), "spec.rollout.progressDeadlineSeconds"),
     (_with("spec.rollout.trafficRouter", {"nginx": {"ingress": "x"}}), "spec.rollout.trafficRouter"),
+    (
+        _with("spec.rollout.trafficRouter", {"gatewayAPI": {}}),
+        "spec.rollout.trafficRouter.gatewayAPI.httpRoute",
+    ),
+    (
+        _with("spec.rollout.trafficRouter", {"gatewayAPI": {"httpRoute": "Bad_Name"}}),
+        "spec.rollout.trafficRouter.gatewayAPI.httpRoute",
+    ),
+    (
+        _with("spec.rollout.trafficRouter", {"gatewayAPI": {"httpRoute": "r", "canaryReplicas": 0}}),
+        "spec.rollout.trafficRouter.gatewayAPI.canaryReplicas",
+    ),
+    (
+        _with("spec.rollout.trafficRouter", {"gatewayAPI": {"httpRoute": "r"}, "replicas": {}}),
+        "set exactly one router",
+    ),
+    (
+        _with("spec.rollout.steps.0", {"setHeaderRoute": {"headers": [{"name": "X-A", "value": "1"}]}}),
+        "setHeaderRoute needs spec.rollout.trafficRouter.gatewayAPI",
+    ),
+    (
+        _with(
+            "spec.rollout.steps.0", {"setHeaderRoute": {"headers": [{"name": "bad header", "value": "1"}]}}
+        ),
+        "spec.rollout.steps[0].setHeaderRoute.headers[0].name",
+    ),
     (_with("spec.serving.env", [{"name": "MLROLLOUT_MODEL_URI", "value": "x"}]), "spec.serving.env[0]"),
     (_with("spec.intent", {"id": "a", "promote": "step", "abort": True}), "spec.intent"),
     (_with("spec.intent", {"id": "a", "promote": "sideways"}), "spec.intent.promote"),
@@ -164,7 +190,9 @@ def test_serving_pod_fields_are_accepted_and_kept(crd: Any, kc: Kubectl) -> None
         assert stored[key] == value, key  # nothing pruned
 
 
-@pytest.mark.parametrize("example", ["modeldeployment.yaml", "modeldeployment-minimal.yaml"])
+@pytest.mark.parametrize(
+    "example", ["modeldeployment.yaml", "modeldeployment-minimal.yaml", "gateway-api/modeldeployment.yaml"]
+)
 def test_examples_are_accepted_by_the_api_server(crd: Any, kc: Kubectl, example: str) -> None:
     path = crd.parent.parent / "examples" / example
     proc = kc.run("apply", "--dry-run=server", "-f", str(path))

@@ -15,6 +15,8 @@ from mlrollout.operator.model import (
     Observed,
     RegistryFailure,
     Resolution,
+    RouteObs,
+    RouteParent,
     Status,
 )
 from mlrollout.operator.planner import ALIAS_RETRY_SECONDS, AliasMove, Plan, needs_resolution, plan
@@ -72,6 +74,8 @@ class Sim:
     analysis: AnalysisResult | AnalysisInvalid | None = None
     plans: list[Plan] = field(default_factory=list)
     lag: int = 0
+    route: RouteObs | None = None  # the gatewayAPI router's HTTPRoute, as a controller would keep it
+    route_accepts: bool = True
     alias_failures: int = 0  # the next N alias moves fail (the applier keeps status.pendingAlias)
     ready_pods: list[int] = field(default_factory=list)  # Ready pods of the ModelDeployment after each tick
     _ticks: int = 0
@@ -94,11 +98,25 @@ class Sim:
             deployments=dict(self.deployments),
             registry=registry,
             analysis=self.analysis,
+            route=self.route,
         )
         self.analysis = None
         p = plan("churn", self.spec, self.status, obs)
         self.plans.append(p)
         self.status = p.status
+        if p.route is not None and self.route is not None:  # the applier writes, the controller accepts
+            generation = self.route.generation + 1
+            parent = RouteParent(
+                "ml/gw",
+                generation,
+                self.route_accepts,
+                True,
+                "" if self.route_accepts else "NotAllowedByListeners",
+                "listener does not allow this route",
+            )
+            self.route = RouteObs(
+                self.route.name, True, generation, str(generation), p.route.rules, (parent,)
+            )
         if p.aliases:  # as the applier does: a move the registry took clears pendingAlias
             if self.alias_failures:
                 self.alias_failures -= 1
@@ -805,3 +823,133 @@ def test_a_failed_alias_move_stays_pending_and_is_retried_until_the_registry_tak
 def test_promote_alias_is_validated() -> None:
     with pytest.raises(InvalidSpec, match="promoteAlias"):
         make_spec("1", rollout={"promoteAlias": "not an alias"})
+
+
+# --------------------------------------------------------------------------- gatewayAPI router
+ROUTE_RULES = (
+    {
+        "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+        "backendRefs": [{"group": "", "kind": "Service", "name": "churn-stable", "port": 8080, "weight": 1}],
+    },
+)
+
+
+def gateway_sim(steps: list[dict[str, Any]], *, accepts: bool = True) -> Sim:
+    router = {"gatewayAPI": {"httpRoute": "churn", "canaryReplicas": 1}}
+    sim = Sim(
+        make_spec(
+            "1",
+            serving={"image": "serve:1", "replicas": 3},
+            rollout={"steps": steps, "trafficRouter": router},
+        )
+    )
+    sim.route = RouteObs("churn", True, 1, "1", ROUTE_RULES, (RouteParent("ml/gw", 1, True, True),))
+    sim.route_accepts = accepts
+    sim.run(3)
+    assert sim.status.phase == "Promoted"
+    return sim
+
+
+def route_weight(sim: Sim) -> int | None:
+    from mlrollout.operator.routers.gateway_api import applied_weight
+
+    assert sim.route is not None
+    return applied_weight(sim.route.rules, "churn-stable", "churn-canary")
+
+
+def test_gateway_steps_wait_for_the_route_and_the_canary_keeps_one_pod_at_any_weight() -> None:
+    sim = gateway_sim([{"setWeight": 1}, {"pause": {}}, {"setWeight": 50}, {"pause": {}}])
+    sim.spec = make_spec(
+        "2",
+        serving={"image": "serve:1", "replicas": 3},
+        rollout={
+            "steps": [{"setWeight": 1}, {"pause": {}}, {"setWeight": 50}, {"pause": {}}],
+            "trafficRouter": {"gatewayAPI": {"httpRoute": "churn", "canaryReplicas": 1}},
+        },
+    )
+    sim.run(4)
+    assert sim.status.phase == "Paused"
+    assert sim.status.current_step_index == 1
+    assert route_weight(sim) == 1
+    assert sorted(sim.replicas().values()) == [1, 3]  # 1 canary pod, stable keeps all 3
+    assert sim.status.route is not None
+    assert (sim.status.route.weight, sim.status.route.ready) == (1, True)
+    assert sim.status.condition("TrafficRouted").status == "True"  # type: ignore[union-attr]
+    assert "RouteWeight" in sim.events()
+
+
+def test_an_unaccepted_route_holds_the_step_with_the_reason() -> None:
+    sim = gateway_sim([{"setWeight": 25}, {"pause": {}}], accepts=False)
+    sim.spec = make_spec(
+        "2",
+        serving={"image": "serve:1", "replicas": 3},
+        rollout={
+            "steps": [{"setWeight": 25}, {"pause": {}}],
+            "trafficRouter": {"gatewayAPI": {"httpRoute": "churn"}},
+        },
+    )
+    sim.run(5)
+    assert sim.status.phase == "Progressing"
+    assert sim.status.current_step_index == 0
+    assert "listener does not allow this route" in sim.status.message
+    cond = sim.status.condition("TrafficRouted")
+    assert cond is not None
+    assert (cond.status, cond.reason) == ("False", "NotAllowedByListeners")
+    # Announced when first seen, and again after the canary's weight was written: not every pass.
+    assert sim.events().count("NotAllowedByListeners") == 2
+
+
+def test_a_header_rule_is_added_by_its_step_and_removed_on_abort() -> None:
+    steps = [
+        {"setHeaderRoute": {"headers": [{"name": "X-Canary", "value": "yes"}]}},
+        {"setWeight": 5},
+        {"pause": {}},
+    ]
+    router = {"gatewayAPI": {"httpRoute": "churn", "canaryReplicas": 1}}
+    sim = gateway_sim(steps)
+    sim.spec = make_spec(
+        "2", serving={"image": "serve:1", "replicas": 3}, rollout={"steps": steps, "trafficRouter": router}
+    )
+    sim.run(5)
+    assert sim.status.phase == "Paused"
+    assert sim.route is not None
+    assert [r.get("name") for r in sim.route.rules] == [None, "mlrollout-header-0"]
+    assert sim.status.to_dict()["headerRoute"] == [{"name": "X-Canary", "value": "yes", "type": "Exact"}]
+    assert "HeaderRouteSet" in sim.events()
+    sim.spec = make_spec(
+        "2",
+        serving={"image": "serve:1", "replicas": 3},
+        rollout={"steps": steps, "trafficRouter": router},
+        intent={"id": "a", "abort": True},
+    )
+    sim.run(4)
+    assert sim.status.phase == "RolledBack"
+    assert [r.get("name") for r in sim.route.rules] == [None]
+    assert route_weight(sim) == 0
+    assert sim.status.header_route == ()
+    assert "HeaderRouteCleared" in sim.events()
+
+
+def test_a_header_step_needs_a_router_that_routes_by_header() -> None:
+    with pytest.raises(InvalidSpec, match=r"steps\[0\].setHeaderRoute needs"):
+        make_spec(
+            "1",
+            rollout={
+                "steps": [{"setHeaderRoute": {"headers": [{"name": "X-A", "value": "1"}]}}, {"setWeight": 10}]
+            },
+        )
+    with pytest.raises(InvalidSpec, match=r"headers\[0\].name"):
+        make_spec(
+            "1",
+            rollout={
+                "steps": [
+                    {"setHeaderRoute": {"headers": [{"name": "bad header", "value": "1"}]}},
+                    {"setWeight": 10},
+                ],
+                "trafficRouter": {"gatewayAPI": {"httpRoute": "r"}},
+            },
+        )
+    with pytest.raises(InvalidSpec, match=r"gatewayAPI\.httpRoute"):
+        make_spec("1", rollout={"trafficRouter": {"gatewayAPI": {"httpRoute": "Not_A_Name"}}})
+    with pytest.raises(InvalidSpec, match="exactly one router"):
+        make_spec("1", rollout={"trafficRouter": {"gatewayAPI": {"httpRoute": "r"}, "replicas": {}}})

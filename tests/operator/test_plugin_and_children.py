@@ -89,6 +89,18 @@ def test_tables_are_readable() -> None:
     assert "Last analysis: Inconclusive (Hold) of canary 3 at 2026-01-01T12:00:30Z: errorRate" in shown
     assert "stable   2" in status
     assert "Ready       True" in status
+    routed = render_status(
+        {
+            **MD,
+            "status": {
+                **MD["status"],
+                "route": {"kind": "HTTPRoute", "name": "churn", "weight": 5, "ready": True},
+                "headerRoute": [{"name": "X-Canary", "value": "always", "type": "Exact"}],
+            },
+        }
+    )
+    assert "Router:    HTTPRoute churn: canary weight in the route 5%, served" in routed
+    assert "Header route: requests with X-Canary Exact 'always' go to the canary" in routed
     history = render_history(MD)
     assert history.splitlines()[0].split() == [
         "REVISION",
