@@ -19,6 +19,8 @@ Settings (environment):
   MLROLLOUT_LOAD_MAX_REQUESTS stop after this many scoring requests (bound in count; -t bounds time)
   MLROLLOUT_LOAD_STOP_FILE   stop when this file appears (e.g. `kubectl exec POD -- touch FILE`)
   MLROLLOUT_LOAD_API_KEY     sent as a Bearer token when set
+  MLROLLOUT_LOAD_HEADERS     JSON object of extra request headers (e.g. {"X-Canary": "always"} for a
+                             header route)
 
 At the end it prints one line `MLROLLOUT-LOAD-SUMMARY {json}`: requests and failures per model
 version and status, failures with their reasons, feedback results, and the wall time.
@@ -59,6 +61,9 @@ MAX_REQUESTS = int(os.environ.get("MLROLLOUT_LOAD_MAX_REQUESTS", "0"))
 STOP_FILE = os.environ.get("MLROLLOUT_LOAD_STOP_FILE", "")
 API_KEY = os.environ.get("MLROLLOUT_LOAD_API_KEY", "")
 WAIT_SECONDS = float(os.environ.get("MLROLLOUT_LOAD_WAIT", "0"))
+EXTRA_HEADERS: dict[str, str] = {
+    str(k): str(v) for k, v in json.loads(os.environ.get("MLROLLOUT_LOAD_HEADERS") or "{}").items()
+}
 
 
 class Tally:
@@ -94,7 +99,7 @@ class ServingUser(HttpUser):
     wait_time = constant(WAIT_SECONDS)
 
     def on_start(self) -> None:
-        self.headers = {"Content-Type": "application/json"}
+        self.headers = {"Content-Type": "application/json", **EXTRA_HEADERS}
         if NEW_CONNECTIONS:
             self.headers["Connection"] = "close"
         if API_KEY:

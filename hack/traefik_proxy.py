@@ -1,0 +1,163 @@
+"""Traefik as the local stack's Gateway API data plane: the real proxy the gatewayAPI router steers.
+
+Built from its pinned Go module by hack/build-traefik.sh (with the standard-channel Gateway API CRDs
+of the release it is built against), it runs as a host process on the node's bridge address with
+the admin kubeconfig (Traefik's Kubernetes client reads KUBECONFIG outside a cluster), watches
+GatewayClass/Gateway/HTTPRoute, and forwards to pod IPs from the EndpointSlices of each backend
+Service. Pods reach it through the selectorless Service traefik.mlrollout-gateway:80.
+
+    proxy = Traefik.start(cluster, rundir, log)   # CRDs, process, GatewayClass + Gateway `web`
+    proxy.parent_ref                              # what an HTTPRoute puts in spec.parentRefs
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import real_node
+from local_cluster import LocalCluster
+from real_stack import HostProcess, StackError, apply, kubectl_json, poll, publish
+
+HACK = Path(__file__).resolve().parent
+BUILD_SCRIPT = HACK / "build-traefik.sh"
+BUILD_TIMEOUT_SECONDS = 3600  # a cold build on 2 cores takes several minutes
+NAMESPACE = "mlrollout-gateway"
+GATEWAY_CLASS = "traefik"
+GATEWAY = "web"
+CONTROLLER = "traefik.io/gateway-controller"
+SERVICE_PORT = 80
+
+
+def build_traefik() -> Path:
+    """The cache dir holding bin/traefik and crds/, building on first use."""
+    try:
+        proc = subprocess.run(
+            ["bash", str(BUILD_SCRIPT)],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=BUILD_TIMEOUT_SECONDS,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise StackError(f"{BUILD_SCRIPT} did not finish within {BUILD_TIMEOUT_SECONDS}s") from exc
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stderr + proc.stdout).splitlines()[-40:])
+        raise StackError(f"building Traefik with {BUILD_SCRIPT} failed (exit {proc.returncode}):\n{tail}")
+    return Path(proc.stdout.strip().splitlines()[-1])
+
+
+def install_gateway_crds(cluster: LocalCluster, crds: Path) -> None:
+    """The Gateway API CRDs (standard channel), server-side applied: idempotent across runs."""
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crds), timeout=120)
+    cluster.kubectl(
+        "wait", "--for=condition=Established", "--timeout=60s",
+        "crd/gatewayclasses.gateway.networking.k8s.io", "crd/gateways.gateway.networking.k8s.io",
+        "crd/httproutes.gateway.networking.k8s.io",
+    )  # fmt: skip
+
+
+def gateway_objects(port: int) -> list[dict[str, Any]]:
+    """A GatewayClass for Traefik and one Gateway whose HTTP listener is Traefik's `web` entry point
+    (Traefik maps listeners to entry points by port), open to routes from every namespace."""
+    return [
+        {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "GatewayClass",
+            "metadata": {"name": GATEWAY_CLASS},
+            "spec": {"controllerName": CONTROLLER},
+        },
+        {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "Gateway",
+            "metadata": {"name": GATEWAY, "namespace": NAMESPACE},
+            "spec": {
+                "gatewayClassName": GATEWAY_CLASS,
+                "listeners": [
+                    {
+                        "name": "http",
+                        "protocol": "HTTP",
+                        "port": port,
+                        "allowedRoutes": {"namespaces": {"from": "All"}},
+                    }
+                ],
+            },
+        },
+    ]
+
+
+@dataclass
+class Traefik:
+    process: HostProcess
+    web_port: int
+    ping_port: int
+
+    @property
+    def url(self) -> str:
+        """From the host."""
+        return f"http://{real_node.NODE_IP}:{self.web_port}"
+
+    @property
+    def in_cluster_url(self) -> str:
+        """From pods, by the Service's DNS name."""
+        return f"http://traefik.{NAMESPACE}:{SERVICE_PORT}"
+
+    @property
+    def parent_ref(self) -> dict[str, str]:
+        return {"name": GATEWAY, "namespace": NAMESPACE}
+
+    @classmethod
+    def start(cls, cluster: LocalCluster, rundir: Path, log: Path) -> Traefik:
+        built = build_traefik()
+        install_gateway_crds(cluster, built / "crds")
+        web, ping = real_node.free_port_on(real_node.NODE_IP), real_node.free_port_on(real_node.NODE_IP)
+        argv = [
+            str(built / "bin" / "traefik"),
+            f"--entryPoints.web.address={real_node.NODE_IP}:{web}",
+            f"--entryPoints.traefik.address={real_node.NODE_IP}:{ping}",
+            "--ping=true",
+            "--providers.kubernetesGateway=true",
+            f"--providers.kubernetesGateway.statusAddress.ip={real_node.NODE_IP}",
+            "--global.checkNewVersion=false",
+            "--global.sendAnonymousUsage=false",
+            "--log.level=INFO",
+            "--accessLog=false",
+        ]
+        proc = HostProcess("traefik", rundir, log)
+        proc.start(argv, web, env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig)})
+        proxy = cls(proc, web, ping)
+        try:
+            proc.wait_http(f"http://{real_node.NODE_IP}:{ping}/ping", timeout=60)
+            cluster.kubectl("create", "namespace", NAMESPACE, check=False)
+            apply(cluster, *gateway_objects(web))
+            publish(cluster, "traefik", NAMESPACE, SERVICE_PORT, web)
+            poll("Gateway web programmed by Traefik", lambda: proxy.gateway_ready(cluster), 60)
+        except Exception:
+            proc.stop()
+            raise
+        return proxy
+
+    def gateway_ready(self, cluster: LocalCluster) -> bool:
+        gw = kubectl_json(cluster, "-n", NAMESPACE, "get", "gateway", GATEWAY)
+        conditions = {c["type"]: c["status"] for c in (gw.get("status") or {}).get("conditions") or []}
+        return conditions.get("Accepted") == "True" and conditions.get("Programmed") == "True"
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+def route_manifest(
+    name: str, namespace: str, rules: list[dict[str, Any]], parents: list[dict[str, str]]
+) -> str:
+    return json.dumps(
+        {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "HTTPRoute",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"parentRefs": parents, "rules": rules},
+        }
+    )
