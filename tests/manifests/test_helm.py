@@ -226,6 +226,14 @@ def test_the_chart_reads_the_repository_crds_and_dashboard_not_copies() -> None:
     assert scrape.resolve() == MANIFESTS / "monitoring" / "prometheus-scrape-config.yaml"
 
 
+def test_the_packaged_chart_renders_the_same_as_the_directory(helm: Helm, tmp_path: Path) -> None:
+    # `helm package` stores what the symlinks point at: the .tgz stands alone.
+    helm.run("package", str(CHART), "--destination", str(tmp_path))
+    (package,) = tmp_path.glob("mlrollout-*.tgz")
+    packaged = helm.run("template", "mlrollout", str(package)).stdout
+    assert packaged == helm.run("template", "mlrollout", str(CHART)).stdout
+
+
 # --------------------------------------------------------------------------- values
 def test_watched_namespaces_narrow_the_kopf_args_and_the_rbac(helm: Helm) -> None:
     rendered = helm.template("--set", "watchNamespaces={team-a,team-b}")
@@ -422,14 +430,19 @@ def watched(cluster: Any) -> Iterator[str]:
 
 
 @pytest.mark.cluster
-def test_the_api_server_accepts_every_object_of_the_default_install(helm: Helm, cluster: Any) -> None:
+def test_the_api_server_accepts_every_object_of_the_default_install(
+    helm: Helm, cluster: Any, namespace: str
+) -> None:
     # A server-side dry run of every rendered object, CRDs and Namespace included, with defaults
-    # and with the ServiceMonitor-free non-default set (no Prometheus Operator CRDs here).
+    # and with watched namespaces and the scrape config (no ServiceMonitor: no Prometheus Operator
+    # CRDs here). A dry run creates no namespace, so the namespaced objects go to an existing one.
     for args in (
         [],
         ["--set", "watchNamespaces={default,kube-public}", "--set", "monitoring.scrapeConfig.enabled=true"],
     ):
-        manifest = helm.run("template", "mlrollout", str(CHART), *args).stdout
+        manifest = helm.run(
+            "template", "mlrollout", str(CHART), "--set", f"namespace.name={namespace}", *args
+        ).stdout
         dry = cluster.kubectl(
             "apply", "--dry-run=server", "-f", "-", input=manifest, check=False, timeout=180
         )
@@ -437,8 +450,11 @@ def test_the_api_server_accepts_every_object_of_the_default_install(helm: Helm, 
         assert dry.stdout.count("(server dry run)") == len([d for d in yaml.safe_load_all(manifest) if d])
     # helm's own server dry run: renders against the cluster's capabilities and checks the objects
     # against its OpenAPI schema. (Release namespace default: the chart creates mlrollout-system.)
+    # --take-ownership: other tests of this session may have installed the kustomize base, whose
+    # objects (same names, no Helm ownership) a plain install refuses to adopt; a dry run changes
+    # nothing either way.
     dry = helm.run(
-        "install", "mlrollout", str(CHART), "--dry-run=server", "--namespace", "default",
+        "install", "mlrollout", str(CHART), "--dry-run=server", "--take-ownership", "--namespace", "default",
         kubeconfig=cluster.kubeconfig, check=False, timeout=180,
     )  # fmt: skip
     assert dry.returncode == 0, dry.stderr
