@@ -238,6 +238,7 @@ class KubePrometheus:
         from prometheus_build import PrometheusBuildError, build_prometheus
 
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="mlrollout-kube-prometheus-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
         self.proc = HostProcess("prometheus", self.workdir, log)
         config = self.workdir / "prometheus.yml"
 
@@ -409,6 +410,7 @@ class LoadJob:
         feedback: float = 0.0,
         new_connections: bool = True,
         wait_seconds: float = 0.0,
+        extra_env: Mapping[str, str] | None = None,
     ) -> None:
         self.cluster, self.namespace = cluster, namespace
         self.name = f"load-{uuid.uuid4().hex[:6]}"
@@ -427,6 +429,7 @@ class LoadJob:
             "MLROLLOUT_LOAD_WAIT": str(wait_seconds),
             "MLROLLOUT_LOAD_STOP_FILE": STOP_FILE,
             "MLROLLOUT_LOAD_NEW_CONNECTIONS": "1" if new_connections else "0",
+            **(extra_env or {}),
         }
         container = {
             "name": "locust",
