@@ -11,10 +11,11 @@ PYTEST_ARGS ?=
 # Every `python -m` here runs with -P: the working directory holds operator/, which must never be
 # imported in place of the standard library's `operator` (a fresh venv has not preloaded it).
 
-.PHONY: constraints help setup venv system-deps k8s-binaries prometheus test unit lint typecheck demo cluster-up cluster-down clean
+.PHONY: constraints help setup venv system-deps k8s-binaries prometheus test unit lint typecheck demo demo-down cluster-up cluster-down clean
 
 help:
-	@echo "make demo   - bring the local stack up and walk through a rollout"
+	@echo "make demo   - bring the local stack up (real kubelet node) and walk through a rollout on real pods"
+	@echo "make demo-down - stop everything the demo started"
 	@echo "make test   - lint, typecheck and the whole test suite (unit, cluster, e2e, images)"
 	@echo "make setup  - only install/build what the two above need"
 
@@ -69,8 +70,12 @@ unit: venv
 test: setup lint typecheck
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
+# Real pods on the local stack's kubelet node (root); images are built and imported on first use.
 demo: setup
 	$(PY) hack/demo.py
+
+demo-down:
+	$(PYTHON) hack/demo.py down
 
 cluster-up: k8s-binaries
 	@$(PYTHON) hack/local_cluster.py up
@@ -78,5 +83,5 @@ cluster-up: k8s-binaries
 cluster-down:
 	@$(PYTHON) hack/local_cluster.py down
 
-clean: cluster-down
+clean: demo-down
 	rm -rf .typecheck .mypy_cache .ruff_cache .pytest_cache build *.egg-info
