@@ -175,7 +175,8 @@ def ensure_project_image(name: str, log_dir: Path) -> NodeImage:
     )
     if proc.returncode != 0:
         raise real_node.NodeError(f"hack/docker-engine.sh failed: {proc.stderr[-2000:]}")
-    build_project_image(name, log_dir)
+    # The ref is taken once: sources edited during the build must not make us import another tag.
+    build_project_image(name, log_dir, ref)
     _log(f"importing {ref} into the node's containerd")
     with tempfile.TemporaryDirectory() as tmp:
         tar = Path(tmp) / "image.tar"
@@ -194,9 +195,10 @@ def prune_older(name: str, keep: str) -> None:
             real_node.ctr("images", "rm", ref, check=False)
 
 
-def build_project_image(name: str, log_dir: Path) -> str:
-    """Only the Docker build (no import): for warming the cache before the node runs."""
-    ref = project_ref(name)
+def build_project_image(name: str, log_dir: Path, ref: str | None = None) -> str:
+    """Only the Docker build (no import): for warming the cache before the node runs. `ref` is the
+    tag to build (default: the current sources' hash)."""
+    ref = ref or project_ref(name)
     if subprocess.run(["docker", "image", "inspect", ref], capture_output=True, check=False).returncode == 0:
         return ref
     base = subprocess.run(["bash", str(HACK / "base-image.sh")], capture_output=True, text=True, check=False)
