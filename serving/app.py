@@ -77,7 +77,12 @@ class ServerState:
 
     def install(self, model: LoadedModel) -> None:
         self.name, self.version = model.name, model.version
-        metrics = ServingMetrics(Identity(model.name, model.version, self.config.track), self.registry)
+        metrics = ServingMetrics(
+            Identity(model.name, model.version, self.config.track),
+            self.registry,
+            prediction_buckets=self.config.prediction_buckets,
+            known_classes=model.classes or (),
+        )
         self.service = Service(model, self.config, metrics, self.store)
 
 

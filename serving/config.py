@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import itertools
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from mlrollout.serving.feedback import StoreLimits
 from mlrollout.serving.parsing import Limits
+
+# Buckets of mlrollout_prediction_value (a regressor's predicted values): 1-2.5-5 steps from 0.01 to
+# 100,000 on both sides of zero, so any target scale gets a few buckets per decade in a fixed number
+# of series. MLROLLOUT_PREDICTION_BUCKETS sets others (increasing numbers, comma-separated).
+_STEPS = (*(m * 10.0**e for e in range(-2, 5) for m in (1.0, 2.5, 5.0)), 1e5)
+DEFAULT_PREDICTION_BUCKETS: tuple[float, ...] = (*(-b for b in reversed(_STEPS)), 0.0, *_STEPS)
+MAX_PREDICTION_BUCKETS = 100
 
 TRUE = {"1", "true", "yes", "on"}
 FALSE = {"0", "false", "no", "off", ""}
@@ -34,6 +43,7 @@ class ServingConfig:
     allow_pickle: bool = False
     fastpath: bool = True
     log_requests: bool = True
+    prediction_buckets: tuple[float, ...] = DEFAULT_PREDICTION_BUCKETS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServingConfig:
@@ -64,6 +74,7 @@ class ServingConfig:
             allow_pickle=_bool(e, "MLROLLOUT_ALLOW_PICKLE", False),
             fastpath=_bool(e, "MLROLLOUT_FASTPATH", True),
             log_requests=_bool(e, "MLROLLOUT_LOG_REQUESTS", True),
+            prediction_buckets=_buckets(e, "MLROLLOUT_PREDICTION_BUCKETS"),
         )
 
 
@@ -90,3 +101,18 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     if value in FALSE:
         return False
     raise ConfigError(f"{name}={raw!r} is not a boolean (true/false)")
+
+
+def _buckets(env: Mapping[str, str], name: str) -> tuple[float, ...]:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return DEFAULT_PREDICTION_BUCKETS
+    try:
+        values = tuple(float(v) for v in raw.split(",") if v.strip())
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a comma-separated list of numbers") from None
+    if not values or len(values) > MAX_PREDICTION_BUCKETS:
+        raise ConfigError(f"{name} must list 1 to {MAX_PREDICTION_BUCKETS} bucket bounds")
+    if any(not math.isfinite(v) for v in values) or any(b <= a for a, b in itertools.pairwise(values)):
+        raise ConfigError(f"{name}={raw!r} must be finite and strictly increasing")
+    return values

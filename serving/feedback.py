@@ -23,6 +23,7 @@ import struct
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 _HEADER = struct.Struct("<16sdI")  # key digest, unix time written, number of rows
 _INDEX = struct.Struct("<i")
@@ -62,16 +63,41 @@ class PredictionStore:
 
     def take(self, request_id: str, now: float | None = None) -> list[int] | None:
         """The stored indices (removed, so a label is counted once), or None if unknown or expired."""
+        taken = self._take(request_id, "i", now)
+        return None if taken is None else [int(v) for v in taken]
+
+    @property
+    def max_values(self) -> int:
+        """Numeric predictions (float64, twice an index's size) a slot holds."""
+        return self.limits.max_rows // 2
+
+    def put_values(self, request_id: str, values: Sequence[float], now: float | None = None) -> bool:
+        """Keep a regressor's predicted values (exact float64); False over `max_values` rows."""
+        count = len(values)
+        if count > self.max_values:
+            return False
+        digest, offset = self._locate(request_id)
+        payload = struct.pack(f"<{count}d", *values)
+        with self._lock:
+            _HEADER.pack_into(self._map, offset, digest, time.time() if now is None else now, count)
+            self._map[offset + _HEADER.size : offset + _HEADER.size + len(payload)] = payload
+        return True
+
+    def take_values(self, request_id: str, now: float | None = None) -> list[float] | None:
+        taken = self._take(request_id, "d", now)
+        return None if taken is None else [float(v) for v in taken]
+
+    def _take(self, request_id: str, code: str, now: float | None) -> list[Any] | None:
         digest, offset = self._locate(request_id)
         with self._lock:
             stored, written, count = _HEADER.unpack_from(self._map, offset)
             if stored != digest:
                 return None
             _HEADER.pack_into(self._map, offset, b"\0" * 16, 0.0, 0)
-            indices = list(struct.unpack_from(f"<{count}i", self._map, offset + _HEADER.size))
+            values = list(struct.unpack_from(f"<{count}{code}", self._map, offset + _HEADER.size))
         if (time.time() if now is None else now) - written > self.limits.ttl_seconds:
             return None
-        return indices
+        return values
 
 
 def macro_f1(confusion: Mapping[tuple[str, str], float]) -> float | None:
@@ -98,7 +124,8 @@ def macro_f1(confusion: Mapping[tuple[str, str], float]) -> float | None:
 # feedback for a prediction usually reaches another pod, often of the other track and version. The
 # prediction therefore carries what its feedback needs: a token in the X-Prediction-Token header,
 # `v1.<payload>.<mac>`, payload = base64url(JSON {"m": model, "v": version, "r": request id,
-# "p": predicted classes, "c": the version's classes}), mac = the first 16 bytes of
+# "p": predicted classes, "c": the version's classes[, "k": "values" for a regressor, whose "p" are
+# its predicted numbers written exactly (repr of the float64)]}), mac = the first 16 bytes of
 # HMAC-SHA256(key, "v1." + payload), base64url.
 # Any pod that receives {"token": ..., "labels": [...]} on /feedback verifies the MAC and counts the
 # labels for the token's version, whichever version it serves itself, checking them against the
@@ -107,6 +134,7 @@ def macro_f1(confusion: Mapping[tuple[str, str], float]) -> float | None:
 # is derived from the model name, which catches corrupted or mixed-up tokens but does not stop a
 # client from forging one (no more than sending "predictions" with its labels already allows).
 TOKEN_PREFIX = "v1."  # noqa: S105 (a format marker, not a secret)
+VALUES = "values"
 _MAC_BYTES = 16
 
 
@@ -117,6 +145,11 @@ class PredictionToken:
     request_id: str
     predicted: tuple[str, ...]
     classes: tuple[str, ...] = ()  # of the version that predicted; () when it has too many to carry
+    kind: str = "classes"  # or VALUES: a regressor's predicted numbers, labelled with numbers
+
+    @property
+    def regression(self) -> bool:
+        return self.kind == VALUES
 
 
 class InvalidToken(ValueError):
@@ -142,16 +175,16 @@ def _mac(key: bytes, signed: str) -> bytes:
 
 
 def sign_token(key: bytes, token: PredictionToken) -> str:
-    payload = json.dumps(
-        {
-            "m": token.model,
-            "v": token.version,
-            "r": token.request_id,
-            "p": list(token.predicted),
-            "c": list(token.classes),
-        },
-        separators=(",", ":"),
-    ).encode()
+    content: dict[str, Any] = {
+        "m": token.model,
+        "v": token.version,
+        "r": token.request_id,
+        "p": list(token.predicted),
+        "c": list(token.classes),
+    }
+    if token.regression:
+        content["k"] = VALUES
+    payload = json.dumps(content, separators=(",", ":")).encode()
     signed = TOKEN_PREFIX + _b64(payload)
     return f"{signed}.{_b64(_mac(key, signed))}"
 
@@ -176,4 +209,5 @@ def verify_token(key: bytes, text: str) -> PredictionToken:
         request_id=str(raw.get("r", "")),
         predicted=tuple(str(p) for p in raw["p"]),
         classes=tuple(str(c) for c in raw.get("c") or ()),
+        kind=VALUES if raw.get("k") == VALUES else "classes",
     )

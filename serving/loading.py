@@ -20,7 +20,8 @@ from urllib.parse import unquote, urlencode, urlparse
 import numpy as np
 import yaml
 from mlrollout.serving.fastpath import verified_fastpath
-from mlrollout.serving.model import LoadedModel, NativePredictor, PyfuncPredictor
+from mlrollout.serving.model import LoadedModel, NativePredictor, PyfuncPredictor, Task
+from mlrollout.serving.parsing import is_missing
 from mlrollout.serving.schema import InputSchema, SchemaError
 
 # Types the default skops allow-list leaves out, that this server trusts after checking them itself.
@@ -210,19 +211,23 @@ def load_model(
         schema = schema_of(mlmodel, estimator)
         check_estimator_width(estimator, schema)
         classes = getattr(estimator, "classes_", None)
-        compiled = verified_fastpath(estimator, schema.width) if fastpath else None
+        frame = needs_frame(estimator, schema)
+        # The numpy re-statements cover numeric matrices only: a model reading a DataFrame keeps its own.
+        compiled = verified_fastpath(estimator, schema.width) if fastpath and not frame else None
         return LoadedModel(
             name=name,
             version=version,
             schema=schema,
-            predictor=NativePredictor(estimator, compiled),
+            predictor=NativePredictor(estimator, compiled, schema if frame else None),
             flavor="sklearn",
             source=uri,
             classes=tuple(c.item() if hasattr(c, "item") else c for c in classes)
             if classes is not None
             else None,
             load_seconds=time.monotonic() - started,
-            extra={"fastpath": compiled is not None},
+            extra={"fastpath": compiled is not None, "frame": frame},
+            task=task_of(estimator, classes),
+            categories=known_categories(estimator, schema),
         )
     if not allow_pickle:
         kinds = sorted(flavors)
@@ -242,7 +247,7 @@ def load_model(
         name=name,
         version=version,
         schema=schema,
-        predictor=PyfuncPredictor(pyfunc_model, schema.names),
+        predictor=PyfuncPredictor(pyfunc_model, schema),
         flavor="pyfunc",
         source=uri,
         load_seconds=time.monotonic() - started,
@@ -260,3 +265,84 @@ def check_estimator_width(estimator: Any, schema: InputSchema) -> None:
     width = getattr(estimator, "n_features_in_", None)
     if width is not None and int(width) != schema.width:
         raise ModelLoadError(f"the estimator expects {width} features but the signature has {schema.width}")
+
+
+# --------------------------------------------------------------------------- mixed-type models
+COLUMN_SELECTORS = frozenset({"ColumnTransformer"})
+ENCODERS = frozenset({"OneHotEncoder", "OrdinalEncoder"})
+
+
+def _sklearn(estimator: Any, names: frozenset[str]) -> bool:
+    kind = type(estimator)
+    return kind.__name__ in names and kind.__module__.split(".")[0] == "sklearn"
+
+
+def _parts(estimator: Any, depth: int = 0) -> Iterator[Any]:
+    """The estimator and every step of its pipelines (bounded depth)."""
+    if depth > 8 or estimator is None:
+        return
+    yield estimator
+    for step in getattr(estimator, "steps", None) or []:
+        yield from _parts(step[1], depth + 1)
+
+
+def needs_frame(estimator: Any, schema: InputSchema) -> bool:
+    """String columns, or a ColumnTransformer (it selects columns by name): predict on a DataFrame."""
+    return schema.has_strings or any(_sklearn(p, COLUMN_SELECTORS) for p in _parts(estimator))
+
+
+def task_of(estimator: Any, classes: Any) -> Task:
+    if classes is not None:
+        return "classifier"
+    try:
+        from sklearn.base import is_regressor
+
+        return "regressor" if is_regressor(estimator) else "unknown"
+    except Exception:  # an estimator whose tags cannot be read is simply not known to be a regressor
+        return "unknown"
+
+
+def known_categories(estimator: Any, schema: InputSchema) -> dict[int, frozenset[Any]]:
+    """Schema position -> the categories of a fitted OneHotEncoder/OrdinalEncoder with
+    handle_unknown='error' that reads that column directly (first in its ColumnTransformer branch),
+    so an unseen value is refused as a 422 naming the column and the value before the model runs."""
+    found: dict[int, frozenset[Any]] = {}
+    for part in _parts(estimator):
+        if not _sklearn(part, COLUMN_SELECTORS):
+            continue
+        for _, transformer, columns in getattr(part, "transformers_", None) or []:
+            encoder = transformer
+            steps = getattr(transformer, "steps", None)
+            if steps:
+                encoder = steps[0][1]
+            if not _sklearn(encoder, ENCODERS) or getattr(encoder, "handle_unknown", None) != "error":
+                continue
+            names = _column_names(columns, schema)
+            categories = getattr(encoder, "categories_", None)
+            if names is None or categories is None or len(categories) != len(names):
+                continue
+            for name, values in zip(names, categories, strict=True):
+                fitted = np.asarray(values, dtype=object).tolist()
+                allowed = frozenset(v for v in fitted if not is_missing(v))
+                position = schema.positions[name]
+                found[position] = found[position] & allowed if position in found else allowed
+    return found
+
+
+def _column_names(columns: Any, schema: InputSchema) -> list[str] | None:
+    """A ColumnTransformer branch's columns as signature names, when they are given by name or index."""
+    if isinstance(columns, str):
+        columns = [columns]
+    try:
+        items = list(columns)
+    except TypeError:  # a callable selector or a slice: the branch's columns are not known statically
+        return None
+    names: list[str] = []
+    for item in items:
+        if isinstance(item, str) and item in schema.positions:
+            names.append(item)
+        elif isinstance(item, int | np.integer) and not isinstance(item, bool) and 0 <= item < schema.width:
+            names.append(schema.names[int(item)])
+        else:
+            return None
+    return names

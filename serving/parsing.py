@@ -1,7 +1,9 @@
-"""Turn a request body into a float64 matrix in the signature's column order, or a clear 4xx.
+"""Turn a request body into a table in the signature's column order, or a clear 4xx.
 
-Pure functions over bytes and parsed JSON: no Flask, no pandas. Missing values become NaN so they
-can be counted per feature (for metrics) before `validate` refuses them in required columns."""
+Pure functions over bytes and parsed JSON: no Flask, no pandas. A numeric signature gives a float64
+matrix; a signature with string columns gives an object array whose numeric cells are floats and
+whose string cells are `str`. Missing values become NaN (numbers) or None (strings) so they can be
+counted per feature (for metrics) before `validate` refuses them in required columns."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import csv
 import io
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from typing import Any
@@ -26,8 +28,11 @@ CSV_TYPES = frozenset({"text/csv"})
 _NUMERIC_CELL = frozenset({int, float, type(None)})
 _LIST_ONLY = frozenset({list})
 _BOOLEAN_CELL = frozenset({bool, type(None)})
+_STRING_CELL = frozenset({str, type(None)})
+MAX_SHOWN_CATEGORIES = 20
 
 Matrix = npt.NDArray[np.float64]
+Table = npt.NDArray[Any]  # float64 matrix, or an object array for a schema with string columns
 
 
 @dataclass(frozen=True)
@@ -38,21 +43,34 @@ class Limits:
 
 @dataclass(frozen=True)
 class Batch:
-    """Parsed rows, shape (rows, schema width), NaN where a value is missing."""
+    """Parsed rows, shape (rows, schema width), NaN (or None in a string column) where a value is missing."""
 
-    values: Matrix
+    values: Table
 
     @property
     def rows(self) -> int:
         return int(self.values.shape[0])
 
+    def numeric(self, schema: InputSchema) -> tuple[Matrix, tuple[int, ...]]:
+        """The numeric columns as a float64 matrix, and their positions in the schema."""
+        if self.values.dtype != object:
+            return self.values, tuple(range(schema.width))
+        positions = schema.numeric_positions
+        return self.values[:, list(positions)].astype(np.float64), positions
+
     def missing_counts(self, schema: InputSchema) -> dict[str, int]:
         """Missing values per feature, only for features that have any."""
-        nan = np.isnan(self.values)
-        if not nan.any():
-            return {}
-        per_column = nan.sum(axis=0)
-        return {schema.names[i]: int(n) for i, n in enumerate(per_column) if n}
+        numbers, positions = self.numeric(schema)
+        nan = np.isnan(numbers)
+        counts: dict[int, int] = {}
+        if nan.any():
+            counts = {positions[i]: int(n) for i, n in enumerate(nan.sum(axis=0)) if n}
+        if self.values.dtype == object:
+            for i in schema.string_positions:
+                n = sum(1 for v in self.values[:, i] if v is None)
+                if n:
+                    counts[i] = n
+        return {schema.names[i]: n for i, n in sorted(counts.items())}
 
 
 # --------------------------------------------------------------------------- envelope
@@ -106,14 +124,21 @@ def check_rows(count: int, limits: Limits, field: str) -> None:
 
 
 # --------------------------------------------------------------------------- cells -> matrix
-def rows_to_matrix(rows: Sequence[Any], columns: Sequence[Column], field: str) -> Matrix:
-    """Rows of JSON scalars (already in `columns` order) -> float64 matrix; None becomes NaN."""
+def rows_to_matrix(rows: Sequence[Any], columns: Sequence[Column], field: str) -> Table:
+    """Rows of JSON scalars (already in `columns` order) -> float64 matrix, None becoming NaN; with a
+    string column, an object array (numbers as floats, strings as str, missing strings as None)."""
     width = len(columns)
     has_bool = any(c.is_boolean for c in columns)
+    has_str = any(c.is_string for c in columns)
     # Whole-table checks in C (set of row types, of row lengths, of cell types); the per-row and
     # per-cell walks only run to explain a failure.
     shape_ok = _LIST_ONLY.issuperset(map(type, rows)) and set(map(len, rows)) == {width}
-    cells_ok = shape_ok and not has_bool and _NUMERIC_CELL.issuperset(map(type, chain.from_iterable(rows)))
+    cells_ok = (
+        shape_ok
+        and not has_bool
+        and not has_str
+        and _NUMERIC_CELL.issuperset(map(type, chain.from_iterable(rows)))
+    )
     if not cells_ok:
         for r, row in enumerate(rows):
             if type(row) is not list:
@@ -126,6 +151,8 @@ def rows_to_matrix(rows: Sequence[Any], columns: Sequence[Column], field: str) -
                     f"row {r} has {len(row)} values, expected {width}", field=f"{field}[{r}]"
                 )
             _check_cells(row, r, columns, field)
+    if has_str:
+        return _mixed_table(rows, columns, field)
     try:
         matrix = np.array(rows, dtype=np.float64)
     except OverflowError:
@@ -133,11 +160,35 @@ def rows_to_matrix(rows: Sequence[Any], columns: Sequence[Column], field: str) -
     return matrix.reshape(len(rows), width)
 
 
+def _mixed_table(rows: Sequence[list[Any]], columns: Sequence[Column], field: str) -> Table:
+    """Checked rows with string columns -> object array, column by column."""
+    out = np.empty((len(rows), len(columns)), dtype=object)
+    for j, column in enumerate(columns):
+        cells = [row[j] for row in rows]
+        if column.is_string:
+            out[:, j] = cells
+            continue
+        try:
+            out[:, j] = np.array(cells, dtype=np.float64)
+        except OverflowError:
+            raise SchemaViolation(
+                f"column {column.name!r}: a value is too large for a 64-bit float", field=field
+            ) from None
+    return out
+
+
+def _expected(column: Column) -> tuple[frozenset[object], str]:
+    if column.is_boolean:
+        return _BOOLEAN_CELL, "a boolean"
+    if column.is_string:
+        return _STRING_CELL, "a string"
+    return _NUMERIC_CELL, "a number"
+
+
 def _check_cells(row: list[Any], r: int, columns: Sequence[Column], field: str) -> None:
     for column, value in zip(columns, row, strict=True):
-        allowed = _BOOLEAN_CELL if column.is_boolean else _NUMERIC_CELL
+        allowed, expected = _expected(column)
         if type(value) not in allowed:
-            expected = "a boolean" if column.is_boolean else "a number"
             raise SchemaViolation(
                 f"column {column.name!r} row {r}: got {_json_type(value)} {_short(value)}, "
                 f"expected {expected}",
@@ -162,11 +213,20 @@ def _short(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def place_columns(matrix: Matrix, present: Sequence[str], schema: InputSchema) -> Matrix:
-    """Reorder columns given in another order into schema order; absent optional columns are NaN."""
+def empty_table(rows: int, schema: InputSchema) -> Table:
+    """A table of missing values: NaN, and None in string columns (then an object array)."""
+    if not schema.has_strings:
+        return np.full((rows, schema.width), np.nan)
+    out = np.empty((rows, schema.width), dtype=object)
+    out[:, list(schema.numeric_positions)] = np.nan
+    return out  # np.empty(dtype=object) is all None
+
+
+def place_columns(matrix: Table, present: Sequence[str], schema: InputSchema) -> Table:
+    """Reorder columns given in another order into schema order; absent optional columns are missing."""
     if tuple(present) == schema.names:
         return matrix
-    out = np.full((matrix.shape[0], schema.width), np.nan)
+    out = empty_table(matrix.shape[0], schema)
     out[:, [schema.positions[name] for name in present]] = matrix
     return out
 
@@ -214,7 +274,7 @@ def parse_invocations_json(payload: Any, schema: InputSchema, limits: Limits) ->
     return Batch(_parse_instances(value, schema, limits, key))
 
 
-def _parse_split(value: Any, schema: InputSchema, limits: Limits) -> Matrix:
+def _parse_split(value: Any, schema: InputSchema, limits: Limits) -> Table:
     field = "dataframe_split"
     if not isinstance(value, dict):
         raise BadRequest(f"{field} must be an object with 'columns' and 'data'", field=field)
@@ -236,7 +296,7 @@ def _parse_split(value: Any, schema: InputSchema, limits: Limits) -> Matrix:
     return place_columns(matrix, names, schema)
 
 
-def _parse_records(value: Any, schema: InputSchema, limits: Limits, field: str) -> Matrix:
+def _parse_records(value: Any, schema: InputSchema, limits: Limits, field: str) -> Table:
     if not isinstance(value, list):
         raise BadRequest(f"{field} must be an array of objects keyed by column", field=field)
     check_rows(len(value), limits, field)
@@ -258,7 +318,7 @@ def _parse_records(value: Any, schema: InputSchema, limits: Limits, field: str) 
     return rows_to_matrix(rows, schema.columns, field)
 
 
-def _parse_instances(value: Any, schema: InputSchema, limits: Limits, field: str) -> Matrix:
+def _parse_instances(value: Any, schema: InputSchema, limits: Limits, field: str) -> Table:
     if isinstance(value, dict):
         return _parse_columnar(value, schema, limits, field)
     if not isinstance(value, list):
@@ -277,7 +337,7 @@ def _parse_instances(value: Any, schema: InputSchema, limits: Limits, field: str
     return rows_to_matrix(value, schema.columns, field)
 
 
-def _parse_columnar(value: dict[str, Any], schema: InputSchema, limits: Limits, field: str) -> Matrix:
+def _parse_columnar(value: dict[str, Any], schema: InputSchema, limits: Limits, field: str) -> Table:
     names = check_column_names(list(value), schema, field)
     lengths = set()
     for name in names:
@@ -320,6 +380,9 @@ def _csv_row(cells: list[str], line: int, columns: Sequence[Column]) -> list[Any
         )
     out: list[Any] = []
     for column, cell in zip(columns, cells, strict=True):
+        if column.is_string:
+            out.append(cell if cell else None)  # verbatim: only an empty cell is missing
+            continue
         text = cell.strip()
         if not text or text.lower() in {"nan", "null", "na"}:
             out.append(None)
@@ -351,29 +414,68 @@ def _not_finite(column: Column, line: int) -> float:
 # --------------------------------------------------------------------------- signature checks
 def validate(batch: Batch, schema: InputSchema) -> None:
     """Refuse missing values in required columns, infinities, and non-integers in integer columns."""
-    values = batch.values
+    values, positions = batch.numeric(schema)
+    names = [schema.names[p] for p in positions]
     if not np.isfinite(values).all():
         nan = np.isnan(values)
         inf = ~nan & ~np.isfinite(values)
         if inf.any():
             r, c = (int(i) for i in np.argwhere(inf)[0])
-            raise SchemaViolation(
-                f"column {schema.names[c]!r} row {r}: value is not finite", field=schema.names[c]
-            )
-        required = list(schema.required_positions)
-        missing = nan[:, required]
-        if missing.any():
-            per_column = missing.sum(axis=0)
-            named = {schema.names[required[i]]: int(n) for i, n in enumerate(per_column) if n}
-            first_row = int(np.argwhere(missing)[0][0])
-            raise SchemaViolation(
-                f"missing values in required column(s) {named} (first at row {first_row})",
-                field=next(iter(named)),
-            )
-    if schema.integer_positions:
-        ints = values[:, list(schema.integer_positions)]
+            raise SchemaViolation(f"column {names[c]!r} row {r}: value is not finite", field=names[c])
+    missing: dict[str, int] = {}
+    first_row = -1
+    required = [i for i, p in enumerate(positions) if schema.columns[p].required]
+    if required and not np.isfinite(values).all():
+        absent = np.isnan(values[:, required])
+        if absent.any():
+            per_column = absent.sum(axis=0)
+            missing = {names[required[i]]: int(n) for i, n in enumerate(per_column) if n}
+            first_row = int(np.argwhere(absent)[0][0])
+    if batch.values.dtype == object:
+        for p in schema.string_positions:
+            if not schema.columns[p].required:
+                continue
+            rows = [r for r, v in enumerate(batch.values[:, p]) if v is None]
+            if rows:
+                missing[schema.names[p]] = len(rows)
+                first_row = rows[0] if first_row < 0 else min(first_row, rows[0])
+    if missing:
+        ordered = {n: missing[n] for n in schema.names if n in missing}
+        raise SchemaViolation(
+            f"missing values in required column(s) {ordered} (first at row {first_row})",
+            field=next(iter(ordered)),
+        )
+    integer = [i for i, p in enumerate(positions) if schema.columns[p].is_integer]
+    if integer:
+        ints = values[:, integer]
         bad = ~np.isnan(ints) & (ints != np.round(ints))
         if bad.any():
             r, c = (int(i) for i in np.argwhere(bad)[0])
-            name = schema.names[schema.integer_positions[c]]
+            name = names[integer[c]]
             raise SchemaViolation(f"column {name!r} row {r}: {ints[r, c]!r} is not an integer", field=name)
+
+
+def is_missing(value: Any) -> bool:
+    """None, or a float NaN."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def check_categories(batch: Batch, schema: InputSchema, known: Mapping[int, frozenset[Any]]) -> None:
+    """Refuse values a model's encoder has never seen (an encoder with handle_unknown='error'), naming
+    the column, the row and the value; `known` maps schema positions to their fitted categories."""
+    for position, categories in known.items():
+        cells = batch.values[:, position]
+        seen = set(cells.tolist())
+        unknown = {v for v in seen if not is_missing(v) and v not in categories}
+        if not unknown:
+            continue
+        r = next(i for i, v in enumerate(cells.tolist()) if v in unknown)
+        name = schema.names[position]
+        value = cells[r]
+        shown = sorted(str(c) for c in categories)
+        more = f" and {len(shown) - MAX_SHOWN_CATEGORIES} more" if len(shown) > MAX_SHOWN_CATEGORIES else ""
+        raise SchemaViolation(
+            f"column {name!r} row {r}: unknown category {_short(value)}; the model was trained on "
+            f"{shown[:MAX_SHOWN_CATEGORIES]}{more}",
+            field=name,
+        )

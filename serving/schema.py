@@ -1,6 +1,9 @@
 """The model's input schema, taken from its MLflow signature: column names, order, types, requiredness.
 
-Only column-based (tabular) signatures with numeric or boolean columns are served on the fast path."""
+Column-based (tabular) signatures with numeric (double, float, long, integer), boolean and string
+columns are served; a signature with any string column is "mixed" and its rows reach the model as a
+DataFrame with MLflow's column dtypes (see model.to_frame). Tensor signatures and other column types
+(binary, datetime, arrays, objects) are refused at load time."""
 
 from __future__ import annotations
 
@@ -12,7 +15,8 @@ from typing import Any
 FLOAT_TYPES = frozenset({"double", "float"})
 INTEGER_TYPES = frozenset({"long", "integer"})
 BOOLEAN_TYPES = frozenset({"boolean"})
-SUPPORTED_TYPES = FLOAT_TYPES | INTEGER_TYPES | BOOLEAN_TYPES
+STRING_TYPES = frozenset({"string"})
+SUPPORTED_TYPES = FLOAT_TYPES | INTEGER_TYPES | BOOLEAN_TYPES | STRING_TYPES
 
 
 class SchemaError(ValueError):
@@ -33,6 +37,10 @@ class Column:
     def is_boolean(self) -> bool:
         return self.type in BOOLEAN_TYPES
 
+    @property
+    def is_string(self) -> bool:
+        return self.type in STRING_TYPES
+
 
 @dataclass(frozen=True)
 class InputSchema:
@@ -44,6 +52,8 @@ class InputSchema:
     integer_positions: tuple[int, ...] = field(init=False)
     boolean_positions: tuple[int, ...] = field(init=False)
     required_positions: tuple[int, ...] = field(init=False)
+    string_positions: tuple[int, ...] = field(init=False)
+    numeric_positions: tuple[int, ...] = field(init=False)  # every non-string column
 
     def __post_init__(self) -> None:
         if not self.columns:
@@ -63,6 +73,17 @@ class InputSchema:
         object.__setattr__(
             self, "required_positions", tuple(i for i, c in enumerate(self.columns) if c.required)
         )
+        object.__setattr__(
+            self, "string_positions", tuple(i for i, c in enumerate(self.columns) if c.is_string)
+        )
+        object.__setattr__(
+            self, "numeric_positions", tuple(i for i, c in enumerate(self.columns) if not c.is_string)
+        )
+
+    @property
+    def has_strings(self) -> bool:
+        """Rows of this schema are object arrays (numbers as floats, strings as str, None missing)."""
+        return bool(self.string_positions)
 
     @property
     def width(self) -> int:

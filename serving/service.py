@@ -7,6 +7,7 @@ generic 500 that carries the request id and no internals."""
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from mlrollout.serving.batching import MicroBatcher
 from mlrollout.serving.config import ServingConfig
 from mlrollout.serving.errors import BadRequest, HeaderLookup, NotFound, SchemaViolation, ServingError
 from mlrollout.serving.feedback import (
+    VALUES,
     InvalidToken,
     PredictionStore,
     PredictionToken,
@@ -75,6 +77,8 @@ class Service:
         # to the receiving pod's classes plus the predicted ones.
         classes = tuple(self._class_index)
         self._token_classes = classes if len(classes) <= MAX_TOKEN_CLASSES else ()
+        # A regressor: predictions go into the value histogram, and feedback labels are numbers.
+        self._regression = model.task == "regressor" and not self._class_index
         metrics.model_loaded(model.flavor, model.load_seconds)
 
     # ------------------------------------------------------------------ scoring
@@ -86,6 +90,8 @@ class Service:
         if missing:
             self.metrics.missing_values(missing)
         parsing.validate(batch, self.model.schema)
+        if self.model.categories:
+            parsing.check_categories(batch, self.model.schema, self.model.categories)
         t0 = time.perf_counter()
         try:
             predict = self._batcher.predict if self._batcher else self.model.predict
@@ -97,6 +103,9 @@ class Service:
 
     def _record(self, predictions: npt.NDArray[Any], request_id: str) -> tuple[tuple[str, str], ...]:
         """Count the predictions; keep them for feedback; the token header feedback can carry."""
+        if self._regression or (not self._class_index and predictions.dtype.kind == "f"):
+            self.metrics.scored_values(predictions)
+            return self._record_values(predictions, request_id) if self._regression else ()
         if len(predictions) == 1:
             counts: dict[Any, int] = {_plain(predictions[0]): 1}
         else:
@@ -114,6 +123,21 @@ class Service:
             request_id,
             tuple(_label(p) for p in values),
             self._token_classes,
+        )
+        return ((TOKEN_HEADER, sign_token(self._token_key, token)),)
+
+    def _record_values(self, predictions: npt.NDArray[Any], request_id: str) -> tuple[tuple[str, str], ...]:
+        """A regressor's predictions, kept (exact float64) and carried in the token for feedback."""
+        if predictions.ndim != 1 or len(predictions) > self.store.limits.max_rows:
+            return ()
+        values = [float(v) for v in predictions.tolist()]
+        self.store.put_values(request_id, values)
+        token = PredictionToken(
+            self.model.name,
+            self.model.version,
+            request_id,
+            tuple(repr(v) for v in values),
+            kind=VALUES,
         )
         return ((TOKEN_HEADER, sign_token(self._token_key, token)),)
 
@@ -162,6 +186,8 @@ class Service:
             # Before the check below: a token carries its version's classes, so a pod whose own
             # model has none (a regressor, a custom pyfunc) still counts another version's labels.
             return self._token_feedback(token_text, payload)
+        if self._regression:
+            return self._regression_feedback(payload)
         if not self._class_index:
             raise SchemaViolation(
                 "this model has no known classes, so feedback labels cannot be scored", field="labels"
@@ -203,12 +229,61 @@ class Service:
             raise SchemaViolation(
                 f"token is for model {token.model!r}; this server serves {self.model.name!r}", field="token"
             )
+        if token.regression:
+            try:
+                predicted = [float(p) for p in token.predicted]
+            except ValueError:
+                raise BadRequest("prediction token values are not numbers", field="token") from None
+            numbers = _numbers_of(_one_or_many(payload, "labels", "label"), "labels")
+            self._count_errors(predicted, numbers, token.version)
+            return json_reply(
+                {"request_id": token.request_id, "model_version": token.version, "accepted": len(numbers)}
+            )
         known = set(token.classes) if token.classes else set(self._class_index) | set(token.predicted)
         labels = self._classes_of(_one_or_many(payload, "labels", "label"), "labels", known)
         self._count(list(token.predicted), labels, token.version)
         return json_reply(
             {"request_id": token.request_id, "model_version": token.version, "accepted": len(labels)}
         )
+
+    def _regression_feedback(self, payload: Mapping[str, Any]) -> Reply:
+        """A regressor's labels by request id: numbers, against the stored (or given) predictions."""
+        request_id = payload.get("request_id")
+        if not isinstance(request_id, str) or not request_id:
+            raise BadRequest(
+                "request_id must be the X-Request-ID of the prediction being labelled "
+                "(or send its X-Prediction-Token as token)",
+                field="request_id",
+            )
+        labels = _numbers_of(_one_or_many(payload, "labels", "label"), "labels")
+        if "predictions" in payload or "prediction" in payload:
+            predicted = _numbers_of(_one_or_many(payload, "predictions", "prediction"), "predictions")
+        else:
+            stored = self.store.take_values(request_id)
+            if stored is None:
+                raise NotFound(
+                    f"no stored prediction for request_id {request_id!r} (unknown, expired, already "
+                    f"labelled, answered by another pod, or over {self.store.max_values} rows); send the "
+                    "prediction's X-Prediction-Token as token, or 'predictions' with the labels",
+                    field="request_id",
+                )
+            predicted = stored
+        self._count_errors(predicted, labels, None)
+        return json_reply({"request_id": request_id, "accepted": len(labels)})
+
+    def _count_errors(self, predicted: list[float], labels: list[float], version: str | None) -> None:
+        if len(predicted) != len(labels):
+            raise SchemaViolation(f"{len(labels)} labels for {len(predicted)} predictions", field="labels")
+        with np.errstate(over="ignore", invalid="ignore"):
+            errors = np.asarray(predicted, dtype=np.float64) - np.asarray(labels, dtype=np.float64)
+            squared = np.square(errors)
+        if not np.isfinite(squared).all():
+            i = int(np.flatnonzero(~np.isfinite(squared))[0])
+            raise SchemaViolation(
+                f"labels[{i}] = {labels[i]!r} is too far from the prediction for a 64-bit squared error",
+                field=f"labels[{i}]",
+            )
+        self.metrics.regression_labelled(errors, version)
 
     def _count(self, predicted: list[str], labels: list[str], version: str | None) -> None:
         if len(predicted) != len(labels):
@@ -247,7 +322,9 @@ class Service:
                 self.model.version,
                 self.model.schema,
                 f"mlflow_{self.model.flavor}",
-                "INT64"
+                "FP64"
+                if self._regression
+                else "INT64"
                 if self.model.classes and all(type(c) is int for c in self.model.classes)
                 else "BYTES",
             )
@@ -263,6 +340,7 @@ class Service:
                 "track": self.config.track,
                 "flavor": self.model.flavor,
                 "fastpath": bool(self.model.extra.get("fastpath")),
+                "task": self.model.task,
                 "source": self.model.source,
                 "server": f"mlrollout {__version__}",
                 "inputs": self.model.schema.describe(),
@@ -279,6 +357,19 @@ def _one_or_many(payload: Mapping[str, Any], many: str, one: str) -> list[Any]:
     if one in payload:
         return [payload[one]]
     raise BadRequest(f"send {many!r} (an array) or {one!r} (one value)", field=many)
+
+
+def _numbers_of(values: list[Any], field: str) -> list[float]:
+    """A regressor's labels (or predictions sent with them): finite JSON numbers, booleans refused."""
+    out = []
+    for i, value in enumerate(values):
+        if type(value) not in (int, float) or not math.isfinite(value):
+            raise SchemaViolation(
+                f"{field}[{i}] = {value!r} is not a finite number; a regressor is labelled with numbers",
+                field=f"{field}[{i}]",
+            )
+        out.append(float(value))
+    return out
 
 
 def _label(value: Any) -> str:

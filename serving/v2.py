@@ -2,7 +2,10 @@
 
 Inputs are either one tensor of shape [rows, columns] in signature order, or one tensor per signature
 column (shape [rows] or [rows, 1]) named after the column. Tensor data may be JSON (flat or nested,
-row-major) or use the binary tensor extension (`Inference-Header-Content-Length`, `binary_data_size`)."""
+row-major) or use the binary tensor extension (`Inference-Header-Content-Length`, `binary_data_size`).
+String columns travel as BYTES tensors (JSON strings, or binary elements each prefixed by its 4-byte
+little-endian length, as Triton's clients send them); a model that mixes string and numeric columns
+takes one tensor per column, since one tensor has one datatype."""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 from mlrollout.serving.errors import BadRequest, SchemaViolation
-from mlrollout.serving.parsing import Batch, Limits, check_rows, load_json, rows_to_matrix
+from mlrollout.serving.parsing import Batch, Limits, Table, check_rows, empty_table, load_json, rows_to_matrix
 from mlrollout.serving.schema import Column, InputSchema
 
 NUMERIC_DTYPES: dict[str, str] = {
@@ -30,7 +33,10 @@ NUMERIC_DTYPES: dict[str, str] = {
     "FP32": "<f4",
     "FP64": "<f8",
 }
+BYTES = "BYTES"
+DATATYPES = frozenset(NUMERIC_DTYPES) | {BYTES}
 OUTPUT_NAME = "predictions"
+_LENGTH = np.dtype("<u4")
 
 
 @dataclass(frozen=True)
@@ -102,9 +108,9 @@ def _read_tensors(inputs: list[Any], binary: bytes | None, limits: Limits) -> li
                 f"{field}.shape must be [rows] or [rows, columns] of non-negative integers",
                 field=f"{field}.shape",
             )
-        if datatype not in NUMERIC_DTYPES:
+        if datatype not in DATATYPES:
             raise SchemaViolation(
-                f"{field}.datatype {datatype!r} is not supported; use one of {sorted(NUMERIC_DTYPES)}",
+                f"{field}.datatype {datatype!r} is not supported; use one of {sorted(DATATYPES)}",
                 field=f"{field}.datatype",
             )
         check_rows(shape[0], limits, f"{field}.shape")
@@ -113,7 +119,9 @@ def _read_tensors(inputs: list[Any], binary: bytes | None, limits: Limits) -> li
         if not isinstance(params, dict):
             raise BadRequest(f"{field}.parameters must be an object", field=f"{field}.parameters")
         data: Any
-        if "binary_data_size" in params:
+        if "binary_data_size" in params and datatype == BYTES:
+            data, offset = _binary_strings(binary, offset, params["binary_data_size"], size, field=field)
+        elif "binary_data_size" in params:
             data, offset = _binary_slice(
                 binary, offset, params["binary_data_size"], datatype, size, field=field
             )
@@ -151,6 +159,39 @@ def _binary_slice(
     return np.frombuffer(binary, dtype=dtype, count=size, offset=offset), offset + size_param
 
 
+def _binary_strings(
+    binary: bytes | None, offset: int, size_param: Any, count: int, *, field: str
+) -> tuple[list[Any], int]:
+    """BYTES elements of the binary extension: each a 4-byte little-endian length, then UTF-8 text."""
+    where = f"{field}.parameters.binary_data_size"
+    if binary is None:
+        raise BadRequest(f"{field} declares binary_data_size but the request has no binary part", field=where)
+    if type(size_param) is not int or size_param < 0 or offset + size_param > len(binary):
+        raise BadRequest(f"{field} binary_data_size does not fit the binary data", field=where)
+    end = offset + size_param
+    cursor = offset
+    out: list[Any] = []
+    for i in range(count):
+        if cursor + _LENGTH.itemsize > end:
+            raise BadRequest(f"{field} binary data holds fewer than {count} BYTES elements", field=where)
+        length = int(np.frombuffer(binary, dtype=_LENGTH, count=1, offset=cursor)[0])
+        cursor += _LENGTH.itemsize
+        if cursor + length > end:
+            raise BadRequest(f"{field} BYTES element {i} runs past binary_data_size", field=where)
+        try:
+            out.append(binary[cursor : cursor + length].decode("utf-8"))
+        except UnicodeDecodeError:
+            raise SchemaViolation(
+                f"{field} BYTES element {i} is not UTF-8 text", field=f"{field}.data"
+            ) from None
+        cursor += length
+    if cursor != end:
+        raise BadRequest(
+            f"{field} binary data has {end - cursor} bytes after its {count} elements", field=where
+        )
+    return out, end
+
+
 def _flatten(data: list[Any], field: str) -> list[Any]:
     if not data or type(data[0]) is not list:
         return data
@@ -162,7 +203,25 @@ def _flatten(data: list[Any], field: str) -> list[Any]:
     return flat
 
 
-def _values(tensor: _Tensor, columns: list[Column], rows: int) -> npt.NDArray[np.float64]:
+def _check_datatype(tensor: _Tensor, columns: list[Column]) -> None:
+    """BYTES carries string columns and only those; numeric datatypes carry the other columns."""
+    for column in columns:
+        if column.is_string and tensor.datatype != BYTES:
+            raise SchemaViolation(
+                f"{tensor.field}: column {column.name!r} is a string column; send it as a BYTES tensor, "
+                f"not {tensor.datatype}",
+                field=f"{tensor.field}.datatype",
+            )
+        if not column.is_string and tensor.datatype == BYTES:
+            raise SchemaViolation(
+                f"{tensor.field}: column {column.name!r} is {column.type}; send it as a numeric tensor "
+                "(FP64, INT64, BOOL, ...), not BYTES",
+                field=f"{tensor.field}.datatype",
+            )
+
+
+def _values(tensor: _Tensor, columns: list[Column], rows: int) -> Table:
+    _check_datatype(tensor, columns)
     if isinstance(tensor.data, np.ndarray):
         return tensor.data.astype(np.float64).reshape(rows, len(columns))
     if tensor.datatype == "BOOL":
@@ -172,7 +231,7 @@ def _values(tensor: _Tensor, columns: list[Column], rows: int) -> npt.NDArray[np
     return rows_to_matrix(grid, columns, f"{tensor.field}.data")
 
 
-def _assemble(tensors: list[_Tensor], schema: InputSchema, limits: Limits) -> npt.NDArray[np.float64]:
+def _assemble(tensors: list[_Tensor], schema: InputSchema, limits: Limits) -> Table:
     if len(tensors) == 1 and (
         (len(tensors[0].shape) == 2 and tensors[0].shape[1] != 1) or tensors[0].name not in schema.positions
     ):
@@ -183,6 +242,13 @@ def _assemble(tensors: list[_Tensor], schema: InputSchema, limits: Limits) -> np
                 f"[rows, {schema.width}] (columns {list(schema.names)[:5]}...) or per-column tensors "
                 "named after the signature columns",
                 field=f"{tensor.field}.shape",
+            )
+        if schema.has_strings and len(schema.string_positions) != schema.width:
+            raise SchemaViolation(
+                f"{tensor.field}: one tensor has one datatype, but this model mixes string columns "
+                f"{[schema.names[i] for i in schema.string_positions][:5]} with numeric ones; send one "
+                "tensor per column named after it (BYTES for string columns)",
+                field=f"{tensor.field}.datatype",
             )
         return _values(tensor, list(schema.columns), tensor.shape[0])
     names = [t.name for t in tensors]
@@ -202,7 +268,7 @@ def _assemble(tensors: list[_Tensor], schema: InputSchema, limits: Limits) -> np
             "per-column tensors must all have shape [rows] or [rows, 1] with equal rows", field="inputs"
         )
     count = rows.pop()
-    out = np.full((count, schema.width), np.nan)
+    out = empty_table(count, schema)
     for t in tensors:
         column = schema.columns[schema.positions[t.name]]
         out[:, schema.positions[t.name]] = _values(t, [column], count)[:, 0]
@@ -248,6 +314,8 @@ def infer_response(model: str, version: str, request_id: str | None, predictions
 
 
 def input_datatype(column: Column) -> str:
+    if column.is_string:
+        return BYTES
     return "BOOL" if column.is_boolean else ("INT64" if column.is_integer else "FP64")
 
 

@@ -206,7 +206,11 @@ def test_schema_from_mlflow_signature_and_refusals() -> None:
     assert schema.required_positions == (0,)
     with pytest.raises(SchemaError, match="tensor-based"):
         InputSchema.from_signature_inputs('[{"type": "tensor", "tensor-spec": {}}]')
-    with pytest.raises(SchemaError, match="type 'string'"):
-        InputSchema.from_signature_inputs('[{"type": "string", "name": "s"}]')
+    with pytest.raises(SchemaError, match="type 'binary'"):
+        InputSchema.from_signature_inputs('[{"type": "binary", "name": "s"}]')
+    mixed = InputSchema.from_signature_inputs(
+        '[{"type": "string", "name": "s"}, {"type": "double", "name": "x"}]'
+    )
+    assert (mixed.string_positions, mixed.numeric_positions, mixed.has_strings) == ((0,), (1,), True)
     with pytest.raises(SchemaError, match="repeats"):
         InputSchema((Column("x", "double"), Column("x", "double")))

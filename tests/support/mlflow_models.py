@@ -31,7 +31,7 @@ class ModelVersionInfo:
     accuracy: float
     feature_names: list[str]
     classes: list[int]
-    sample_rows: list[dict[str, float]]
+    sample_rows: list[dict[str, Any]]  # floats (and strings for string columns)
 
 
 def column_name(raw: str) -> str:
@@ -124,4 +124,154 @@ def train_and_register(
         feature_names=names,
         classes=classes,
         sample_rows=[{k: float(v) for k, v in r.items()} for r in rows],
+    )
+
+
+# --------------------------------------------------------------------------- string columns, regressors
+# A churn-like table: string columns a OneHotEncoder reads, numeric ones a StandardScaler reads, all in a
+# ColumnTransformer, as a typical tabular model is built. The categories are fixed so that requests can
+# be generated from them (and from values outside them).
+CategoricalKind = Literal["classifier", "ridge", "gbr"]
+CATEGORIES: dict[str, list[str]] = {
+    "plan": ["basic", "standard", "premium"],
+    "region": ["eu-west", "us-east", "ap-south", "sa-east"],
+    "contract": ["monthly", "yearly", "two-year"],
+}
+NUMERIC_COLUMNS = ["tenure_months", "monthly_charges"]
+CATEGORICAL_COLUMNS = list(CATEGORIES)
+# The signature's column order (strings and numbers interleaved, as a real frame often is).
+CATEGORICAL_FRAME_COLUMNS = ["plan", "tenure_months", "region", "monthly_charges", "contract"]
+# Types beyond skops' defaults the categorical pipelines need trusted (the regressor's trees).
+CATEGORICAL_SKOPS_TRUSTED_TYPES: dict[str, list[str]] = {
+    "classifier": [],
+    "ridge": [],
+    "gbr": ["sklearn.tree._tree.Tree"],
+}
+
+
+def churn_frame(rows: int, seed: int = 0) -> tuple[Any, Any, Any]:
+    """Features (string and float64 columns), a churn label (0/1) and a numeric target (lifetime value)."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(
+        {
+            "plan": rng.choice(CATEGORIES["plan"], rows),
+            "tenure_months": rng.uniform(0, 72, rows).round(1),
+            "region": rng.choice(CATEGORIES["region"], rows),
+            "monthly_charges": rng.uniform(15, 120, rows).round(2),
+            "contract": rng.choice(CATEGORIES["contract"], rows),
+        }
+    )[CATEGORICAL_FRAME_COLUMNS]
+    frame[NUMERIC_COLUMNS] = frame[NUMERIC_COLUMNS].astype("float64")
+    for name in CATEGORICAL_COLUMNS:
+        frame[name] = frame[name].astype(object)
+    risk = (
+        (frame["contract"] == "monthly") * 1.2
+        - frame["tenure_months"] / 30
+        + (frame["plan"] == "premium") * 0.4
+        + (frame["region"] == "ap-south") * 0.3
+        + rng.normal(0, 0.5, rows)
+    )
+    churn = (risk > 0).astype("int64")
+    value = (
+        frame["monthly_charges"] * frame["tenure_months"] / 10
+        + (frame["plan"] == "premium") * 80.0
+        + (frame["contract"] == "two-year") * 40.0
+        + rng.normal(0, 5, rows)
+    )
+    return frame, churn, value.astype("float64")
+
+
+def categorical_pipeline(kind: CategoricalKind = "classifier", seed: int = 0) -> tuple[Any, Any, Any]:
+    """A fitted Pipeline(ColumnTransformer(OneHotEncoder(handle_unknown='error') on the string columns,
+    StandardScaler on the numeric ones), estimator), the training frame and its targets."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import GradientBoostingRegressor
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    frame, churn, value = churn_frame(600, seed)
+    prep = ColumnTransformer(
+        [
+            ("categories", OneHotEncoder(handle_unknown="error"), CATEGORICAL_COLUMNS),
+            ("numbers", StandardScaler(), NUMERIC_COLUMNS),
+        ]
+    )
+    final: Any = {
+        "classifier": LogisticRegression(max_iter=500),
+        "ridge": Ridge(alpha=1.0),
+        "gbr": GradientBoostingRegressor(n_estimators=20, max_depth=3, random_state=seed),
+    }[kind]
+    target = churn if kind == "classifier" else value
+    pipeline = Pipeline([("prep", prep), ("model", final)]).fit(frame, target)
+    return pipeline, frame, target
+
+
+def save_categorical_model(path: str, kind: CategoricalKind = "classifier", seed: int = 0) -> Any:
+    """Save a categorical pipeline as MLflow does (skops, signature with string and double columns) in a
+    local directory, no tracking server needed; returns the training frame."""
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+
+    pipeline, frame, _ = categorical_pipeline(kind, seed)
+    mlflow.sklearn.save_model(
+        pipeline,
+        path,
+        signature=infer_signature(frame.head(20), pipeline.predict(frame.head(20))),
+        skops_trusted_types=CATEGORICAL_SKOPS_TRUSTED_TYPES[kind] or None,
+    )
+    return frame
+
+
+def register_categorical_model(
+    tracking_uri: str, name: str, *, kind: CategoricalKind = "classifier", seed: int = 0
+) -> ModelVersionInfo:
+    """Register a categorical pipeline in a real MLflow registry (F1 and accuracy logged for the
+    classifier, RMSE for the regressors); sample_rows hold strings and floats."""
+    import mlflow
+    import numpy as np
+    from mlflow import MlflowClient
+    from mlflow.models import infer_signature
+    from sklearn.metrics import accuracy_score, f1_score, mean_squared_error
+
+    pipeline, frame, _ = categorical_pipeline(kind, seed)
+    test, test_churn, test_value = churn_frame(200, seed + 1000)
+    predicted = pipeline.predict(test)
+    if kind == "classifier":
+        metrics = {
+            "f1_score": float(f1_score(test_churn, predicted, average="macro")),
+            "accuracy": float(accuracy_score(test_churn, predicted)),
+        }
+    else:
+        metrics = {"rmse": float(np.sqrt(mean_squared_error(test_value, predicted)))}
+    mlflow.set_tracking_uri(tracking_uri)
+    client = MlflowClient(tracking_uri=tracking_uri)
+    mlflow.set_experiment(f"mlrollout-tests-{name}")
+    with mlflow.start_run() as run:
+        mlflow.log_params({"dataset": "churn-categorical", "kind": kind})
+        mlflow.log_metrics(metrics)
+        mlflow.sklearn.log_model(
+            pipeline,
+            name="model",
+            signature=infer_signature(frame.head(20), pipeline.predict(frame.head(20))),
+            registered_model_name=name,
+            skops_trusted_types=CATEGORICAL_SKOPS_TRUSTED_TYPES[kind] or None,
+        )
+    versions = client.search_model_versions(f"name='{name}' and run_id='{run.info.run_id}'")
+    version = str(max(int(v.version) for v in versions))
+    rows = test.head(5).to_dict(orient="records")
+    return ModelVersionInfo(
+        name=name,
+        version=version,
+        run_id=run.info.run_id,
+        model_uri=f"models:/{name}/{version}",
+        source=client.get_model_version_download_uri(name, version),
+        f1=metrics.get("f1_score", 0.0),
+        accuracy=metrics.get("accuracy", 0.0),
+        feature_names=list(CATEGORICAL_FRAME_COLUMNS),
+        classes=[0, 1] if kind == "classifier" else [],
+        sample_rows=[{k: (v if isinstance(v, str) else float(v)) for k, v in r.items()} for r in rows],
     )
