@@ -133,6 +133,7 @@ def stack_up() -> Stack:
     t = time.monotonic()
     try:
         cluster.up(join_node=False)
+        repair_kubernetes_endpoints(cluster)
         cluster.join_real_node()
         print(f"    control plane and real node Ready in {time.monotonic() - t:.0f}s", flush=True)
         images: dict[str, str] = {}
@@ -154,6 +155,26 @@ def stack_up() -> Stack:
             f"demo: the stack did not come up: {exc}\n(stop what did: python hack/demo.py down)"
         ) from exc
     return Stack(cluster, images, mlflow, prometheus, operator)
+
+
+def repair_kubernetes_endpoints(cluster: LocalCluster) -> None:
+    """The `kubernetes` Service's endpoint must carry the apiserver's current port. The demo's etcd
+    outlives its apiserver: when `up` follows `down` within TCP's TIME_WAIT, hack/local_cluster.py
+    cannot keep the apiserver's port, and the apiserver's lease reconciler fixes addresses but never
+    ports, so pods (CoreDNS first) would dial the old port. Deleted, the apiserver recreates both."""
+    server = json.loads(cluster.kubeconfig.read_text())["clusters"][0]["cluster"]["server"]
+    port = int(server.rsplit(":", 1)[1])
+
+    def ports() -> set[int]:
+        eps = cluster.kubectl("-n", "default", "get", "endpoints", "kubernetes", "-o", "json", check=False)
+        subsets = json.loads(eps.stdout or "{}").get("subsets") or []
+        return {int(p["port"]) for s in subsets for p in s.get("ports", [])}
+
+    if ports() in ({port}, set()):
+        return
+    print(f"    the kubernetes Service pointed at an earlier apiserver port; recreating it for {port}")
+    cluster.kubectl("-n", "default", "delete", "endpoints,endpointslices", "kubernetes", check=False)
+    real_stack.poll("the kubernetes endpoints on the current port", lambda: ports() == {port}, 60)
 
 
 def down() -> None:
