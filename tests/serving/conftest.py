@@ -14,7 +14,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from serving_harness import RunningServer, start_server
-from support.mlflow_models import ModelVersionInfo, train_and_register
+from support.mlflow_models import ModelVersionInfo, register_categorical_model, train_and_register
 
 
 @pytest.fixture(scope="session")
@@ -45,6 +45,45 @@ def server(
         component_logs,
         tmp_path_factory.mktemp("serve"),
         model_info=registered_model,
+    )
+    try:
+        yield running
+    finally:
+        code = running.process.stop()
+        assert code == 0, f"server did not shut down cleanly (exit {code})"
+
+
+@pytest.fixture(scope="session")
+def categorical_model(mlflow_server: Any) -> ModelVersionInfo:
+    """A ColumnTransformer(OneHotEncoder + StandardScaler) + LogisticRegression churn classifier."""
+    return register_categorical_model(mlflow_server.tracking_uri, "serving-churn-categorical")
+
+
+@pytest.fixture(scope="session")
+def categorical_server(
+    categorical_model: ModelVersionInfo, component_logs: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    yield from _serve("mlrollout-serve-categorical", categorical_model, component_logs, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def regressor_model(mlflow_server: Any) -> ModelVersionInfo:
+    """The same pipeline with a Ridge regressor (a prediction per row: distinct values by the thousand)."""
+    return register_categorical_model(mlflow_server.tracking_uri, "serving-churn-value", kind="ridge")
+
+
+@pytest.fixture(scope="session")
+def regressor_server(
+    regressor_model: ModelVersionInfo, component_logs: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    yield from _serve("mlrollout-serve-regressor", regressor_model, component_logs, tmp_path_factory)
+
+
+def _serve(
+    name: str, model: ModelVersionInfo, component_logs: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    running = start_server(
+        name, model.model_uri, component_logs, tmp_path_factory.mktemp("serve"), model_info=model
     )
     try:
         yield running
