@@ -208,6 +208,11 @@ def walk(w: Work, router: TrafficRouter, promote_intent: str | None) -> None:
                     w.event("Normal", "HeaderRouteSet", f"{where}: requests with {rule} go to the canary")
                 else:
                     w.event("Normal", "HeaderRouteCleared", f"{where}: header rule removed")
+            wplan = router.set_weight(total, w.status.weight)
+            if not router.verify_weight(wplan, stable_obs, c_obs):
+                _progressing(w, f"{where}: {describe(step)} waiting for {wplan.canary_replicas} canary pods")
+                w.wait(WAIT_SECONDS)
+                return
             if not _route_serves(w, router, where, describe(step)):
                 return
         elif isinstance(step, Pause):
