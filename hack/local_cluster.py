@@ -396,6 +396,9 @@ class LocalCluster:
         port = ports.get(key)
         if isinstance(port, int):
             with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                # As the servers themselves bind: a port left in TIME_WAIT by the last run is free to
+                # them, and keeping it keeps the `kubernetes` Endpoints in etcd right.
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 s.bind((host, port))
                 return port
         port = real_node.free_port_on(host)
