@@ -11,15 +11,15 @@ PYTEST_ARGS ?=
 # Every `python -m` here runs with -P: the working directory holds operator/, which must never be
 # imported in place of the standard library's `operator` (a fresh venv has not preloaded it).
 
-.PHONY: constraints help setup venv system-deps k8s-binaries prometheus test unit lint typecheck demo demo-down cluster-up cluster-down clean
+.PHONY: constraints help setup venv system-deps k8s-binaries prometheus traefik test unit lint typecheck demo demo-down cluster-up cluster-down clean
 
 help:
 	@echo "make demo   - bring the local stack up (real kubelet node) and walk through a rollout on real pods"
 	@echo "make demo-down - stop everything the demo started"
-	@echo "make test   - lint, typecheck and the whole test suite (unit, cluster, e2e, images)"
+	@echo "make test   - lint, typecheck and the whole test suite (unit, cluster, real pods, images)"
 	@echo "make setup  - only install/build what the two above need"
 
-setup: venv system-deps k8s-binaries prometheus helm
+setup: venv system-deps k8s-binaries prometheus helm traefik
 
 venv: $(VENV_STAMP)
 
@@ -47,6 +47,10 @@ k8s-binaries:
 prometheus:
 	@bash hack/build-prometheus.sh >/dev/null && echo "prometheus binaries: $$(bash hack/build-prometheus.sh --print-bin)"
 
+# Traefik (the real proxy for the gatewayAPI router) and the Gateway API CRDs it is built against.
+traefik:
+	@bash hack/build-traefik.sh >/dev/null && echo "traefik: $$(bash hack/build-traefik.sh --print-dir)"
+
 # Helm 3 for the chart in charts/mlrollout, built from its Go module and cached like the above.
 helm:
 	@bash hack/build-helm.sh >/dev/null && echo "helm: $$(bash hack/build-helm.sh --print-bin)/helm"
@@ -65,7 +69,7 @@ lint: venv
 	$(VENV)/bin/ruff format --check operator serving hack tests benchmarks
 
 unit: venv
-	$(VENV)/bin/pytest -m "not cluster and not e2e and not image and not mlflow and not realnode" $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -m "not cluster and not image and not mlflow and not realnode" $(PYTEST_ARGS)
 
 test: setup lint typecheck
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
