@@ -243,7 +243,7 @@ def bad_inputs(server: RunningServer) -> list[tuple[str, dict[str, Any], int, st
                 v2,
             ),
             422,
-            "not supported",
+            "send it as a numeric tensor",
         ),
         (
             "v2 wrong shape",
