@@ -19,8 +19,8 @@ from urllib.parse import unquote, urlencode, urlparse
 
 import numpy as np
 import yaml
-from mlrollout.serving.fastpath import verified_fastpath
-from mlrollout.serving.model import LoadedModel, NativePredictor, PyfuncPredictor, Task
+from mlrollout.serving.fastpath import resolve_columns, verified_fastpath, verified_frame_fastpath
+from mlrollout.serving.model import LoadedModel, NativePredictor, PyfuncPredictor, Task, to_frame
 from mlrollout.serving.parsing import is_missing
 from mlrollout.serving.schema import InputSchema, SchemaError
 
@@ -212,8 +212,13 @@ def load_model(
         check_estimator_width(estimator, schema)
         classes = getattr(estimator, "classes_", None)
         frame = needs_frame(estimator, schema)
-        # The numpy re-statements cover numeric matrices only: a model reading a DataFrame keeps its own.
-        compiled = verified_fastpath(estimator, schema.width) if fastpath and not frame else None
+        compiled = None
+        if fastpath:
+            compiled = (
+                verified_frame_fastpath(estimator, schema, to_frame)
+                if frame
+                else verified_fastpath(estimator, schema.width)
+            )
         return LoadedModel(
             name=name,
             version=version,
@@ -317,32 +322,12 @@ def known_categories(estimator: Any, schema: InputSchema) -> dict[int, frozenset
                 encoder = steps[0][1]
             if not _sklearn(encoder, ENCODERS) or getattr(encoder, "handle_unknown", None) != "error":
                 continue
-            names = _column_names(columns, schema)
+            positions = resolve_columns(columns, schema)
             categories = getattr(encoder, "categories_", None)
-            if names is None or categories is None or len(categories) != len(names):
+            if positions is None or categories is None or len(categories) != len(positions):
                 continue
-            for name, values in zip(names, categories, strict=True):
+            for position, values in zip(positions, categories, strict=True):
                 fitted = np.asarray(values, dtype=object).tolist()
                 allowed = frozenset(v for v in fitted if not is_missing(v))
-                position = schema.positions[name]
                 found[position] = found[position] & allowed if position in found else allowed
     return found
-
-
-def _column_names(columns: Any, schema: InputSchema) -> list[str] | None:
-    """A ColumnTransformer branch's columns as signature names, when they are given by name or index."""
-    if isinstance(columns, str):
-        columns = [columns]
-    try:
-        items = list(columns)
-    except TypeError:  # a callable selector or a slice: the branch's columns are not known statically
-        return None
-    names: list[str] = []
-    for item in items:
-        if isinstance(item, str) and item in schema.positions:
-            names.append(item)
-        elif isinstance(item, int | np.integer) and not isinstance(item, bool) and 0 <= item < schema.width:
-            names.append(schema.names[int(item)])
-        else:
-            return None
-    return names

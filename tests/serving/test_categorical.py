@@ -50,6 +50,20 @@ def loaded(saved: dict[str, Path]) -> dict[str, LoadedModel]:
 
 
 @pytest.fixture(scope="module")
+def loaded_native(saved: dict[str, Path]) -> dict[str, LoadedModel]:
+    """The same models without the fast path: scikit-learn's own predict on a DataFrame."""
+    return {
+        kind: load_model(str(path), name=f"churn-{kind}", version="3", fastpath=False)
+        for kind, path in saved.items()
+    }
+
+
+# The compiled table predict covers ColumnTransformer(OneHotEncoder, StandardScaler) + a linear model;
+# the tree ensemble keeps scikit-learn's predict.
+FASTPATH = {"classifier": True, "ridge": True, "gbr": False}
+
+
+@pytest.fixture(scope="module")
 def oracle(saved: dict[str, Path]) -> dict[str, Any]:
     os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "true"  # for mlflow's own loader, in this process
     import mlflow.pyfunc
@@ -114,15 +128,17 @@ def post(c: Any, model: LoadedModel, path: str, body: Any, **headers: str) -> An
     return c.post(path, json=body, headers=headers)
 
 
+@pytest.mark.parametrize("fast", [True, False], ids=["fastpath", "native"])
 @pytest.mark.parametrize("kind", KINDS)
 def test_every_format_answers_what_mlflow_pyfunc_answers(
-    kind: str, loaded: dict[str, LoadedModel], oracle: dict[str, Any]
+    kind: str,
+    fast: bool,
+    loaded: dict[str, LoadedModel],
+    loaded_native: dict[str, LoadedModel],
+    oracle: dict[str, Any],
 ) -> None:
-    model = loaded[kind]
-    assert model.extra == {
-        "fastpath": False,
-        "frame": True,
-    }  # the numpy fast path declines: a DataFrame model
+    model = (loaded if fast else loaded_native)[kind]
+    assert model.extra == {"fastpath": fast and FASTPATH[kind], "frame": True}
     frame, _, _ = churn_frame(ROWS, seed=11)
     expected = np.asarray(oracle[kind].predict(frame)).tolist()
     assert len(set(expected)) > 1  # a mix-up of rows or columns would show
@@ -134,7 +150,13 @@ def test_every_format_answers_what_mlflow_pyfunc_answers(
         post(c, model, "/invocations", {"dataframe_records": frame.head(1).to_dict("records")}), ""
     )
     assert one == expected[:1]
-    assert c.get("/version").json["fastpath"] is False
+    assert c.get("/version").json["fastpath"] is (fast and FASTPATH[kind])
+    for i in range(0, ROWS, 7):  # single rows, each alone as a one-row request
+        row = frame.iloc[i : i + 1]
+        got = predictions_of(
+            post(c, model, "/invocations", {"dataframe_records": row.to_dict("records")}), ""
+        )
+        assert got == np.asarray(oracle[kind].predict(row)).tolist(), i
 
 
 def test_v2_binary_bytes_tensors_as_tritonclient_sends_them(
