@@ -90,6 +90,23 @@ def serving_deployment(
     }
 
 
+def md_serving(
+    image: str, tracking_uri: str, replicas: int, extra_env: tuple[dict[str, str], ...] = ()
+) -> dict[str, Any]:
+    """spec.serving of the tier's ModelDeployments: the built image, one worker per pod (2 cores),
+    MLflow reached by DNS, requests small enough for several pods on the one node."""
+    return {
+        "image": image,
+        "replicas": replicas,
+        "env": [
+            {"name": "MLFLOW_TRACKING_URI", "value": tracking_uri},
+            {"name": "MLROLLOUT_WORKERS", "value": "1"},
+            *extra_env,
+        ],
+        "resources": {"requests": {"cpu": "50m", "memory": "200Mi"}, "limits": {"memory": "1Gi"}},
+    }
+
+
 def service(name: str, namespace: str, selector: dict[str, str]) -> dict[str, Any]:
     return {
         "apiVersion": "v1",

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import real_node
 from local_cluster import LocalCluster
-from realpods import LoadJob, LoadResult, kubectl_json, wait_until
+from realpods import LoadJob, LoadResult, kubectl_json, md_serving, wait_until
 from support.code_models import LOAD_FOREVER, SERVING_ENV, register_code_model
 from support.mlflow_models import ModelVersionInfo, load_dataset, train_and_register
 from test_rollout import Md
@@ -97,16 +97,7 @@ def manifest(
             "model": {"name": MODEL, "version": version},
             # Low on purpose: the poor version must reach serving so live analysis can catch it.
             "gate": {"metric": "f1_score", "threshold": 0.05},
-            "serving": {
-                "image": image,
-                "replicas": 2,
-                "env": [
-                    {"name": "MLFLOW_TRACKING_URI", "value": tracking_uri},
-                    {"name": "MLROLLOUT_WORKERS", "value": "1"},
-                    *SERVING_ENV,
-                ],
-                "resources": {"requests": {"cpu": "50m", "memory": "200Mi"}, "limits": {"memory": "1Gi"}},
-            },
+            "serving": md_serving(image, tracking_uri, 2, SERVING_ENV),
             "rollout": {
                 "steps": [dict(s) for s in steps],
                 "analysis": {

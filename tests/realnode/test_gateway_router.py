@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from local_cluster import LocalCluster
 from real_stack import StackError
-from realpods import LoadJob, LoadResult, kubectl_json, share_tolerance, wait_until
+from realpods import LoadJob, LoadResult, kubectl_json, md_serving, share_tolerance, wait_until
 from support.ci import unavailable
 from support.mlflow_models import train_and_register
 from test_rollout import Md
@@ -85,15 +85,7 @@ def model_deployment(
         "spec": {
             "model": {"name": MODEL, "version": version},
             "gate": {"metric": "f1_score", "threshold": 0.5},
-            "serving": {
-                "image": image,
-                "replicas": STABLE_PODS,
-                "env": [
-                    {"name": "MLFLOW_TRACKING_URI", "value": tracking_uri},
-                    {"name": "MLROLLOUT_WORKERS", "value": "1"},
-                ],
-                "resources": {"requests": {"cpu": "50m", "memory": "200Mi"}, "limits": {"memory": "1Gi"}},
-            },
+            "serving": md_serving(image, tracking_uri, STABLE_PODS),
             "rollout": {
                 "trafficRouter": {"gatewayAPI": {"httpRoute": route, "canaryReplicas": 1}},
                 "steps": steps,

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from local_cluster import LocalCluster
-from realpods import LoadJob, kubectl_json, share_tolerance, wait_until
+from realpods import LoadJob, kubectl_json, md_serving, share_tolerance, wait_until
 from support.mlflow_models import train_and_register
 
 pytestmark = pytest.mark.realnode
@@ -32,15 +32,7 @@ def model_deployment(name: str, version: str, image: str, tracking_uri: str) -> 
         "spec": {
             "model": {"name": MODEL, "version": version},
             "gate": {"metric": "f1_score", "threshold": 0.5},
-            "serving": {
-                "image": image,
-                "replicas": REPLICAS,
-                "env": [
-                    {"name": "MLFLOW_TRACKING_URI", "value": tracking_uri},
-                    {"name": "MLROLLOUT_WORKERS", "value": "1"},
-                ],
-                "resources": {"requests": {"cpu": "50m", "memory": "200Mi"}, "limits": {"memory": "1Gi"}},
-            },
+            "serving": md_serving(image, tracking_uri, REPLICAS),
             "rollout": {
                 "steps": [
                     {"setWeight": 25},
