@@ -17,7 +17,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from support.mlflow_models import ModelVersionInfo, load_dataset
+from support.mlflow_models import ModelVersionInfo, load_dataset, version_of_run
 
 LOAD_FOREVER = 10**7
 SERVING_ENV = ({"name": "MLROLLOUT_ALLOW_PICKLE", "value": "true"},)
@@ -84,8 +84,7 @@ def register_code_model(
             pip_requirements=["mlflow-skinny"],
         )
     client = MlflowClient(tracking_uri=tracking_uri)
-    versions = client.search_model_versions(f"name='{name}' and run_id='{run.info.run_id}'")
-    version = str(max(int(v.version) for v in versions))
+    version = version_of_run(client, name, run.info.run_id)
     rows = x.head(5).to_dict(orient="records")
     return ModelVersionInfo(
         name=name,

@@ -55,6 +55,12 @@ def load_dataset(dataset: Dataset) -> tuple[Any, Any, list[str]]:
     return features, frame["target"].astype("int64"), names
 
 
+def version_of_run(client: Any, name: str, run_id: str) -> str:
+    """The version of registered model `name` that run `run_id` created (the highest, if several)."""
+    versions = client.search_model_versions(f"name='{name}' and run_id='{run_id}'")
+    return str(max(int(v.version) for v in versions))
+
+
 def train_and_register(
     tracking_uri: str,
     name: str,
@@ -105,8 +111,7 @@ def train_and_register(
             registered_model_name=name,
             skops_trusted_types=SKOPS_TRUSTED_TYPES[kind] or None,
         )
-    versions = client.search_model_versions(f"name='{name}' and run_id='{run.info.run_id}'")
-    version = str(max(int(v.version) for v in versions))
+    version = version_of_run(client, name, run.info.run_id)
     if alias:
         client.set_registered_model_alias(name, alias, version)
     source = client.get_model_version_download_uri(name, version)
@@ -260,8 +265,7 @@ def register_categorical_model(
             registered_model_name=name,
             skops_trusted_types=CATEGORICAL_SKOPS_TRUSTED_TYPES[kind] or None,
         )
-    versions = client.search_model_versions(f"name='{name}' and run_id='{run.info.run_id}'")
-    version = str(max(int(v.version) for v in versions))
+    version = version_of_run(client, name, run.info.run_id)
     rows = test.head(5).to_dict(orient="records")
     return ModelVersionInfo(
         name=name,
