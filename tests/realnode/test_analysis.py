@@ -324,7 +324,12 @@ def test_no_traffic_is_inconclusive_and_the_rollout_holds(scenario: Any, version
     sc.set_version(versions.better)
     status = sc.wait(
         "three inconclusive analyses",
-        lambda s: analysis_of(s, versions.better).get("consecutiveInconclusive", 0) >= 3,
+        # At the analysis step: runs taken while the canary's pods were still starting (phase
+        # Progressing at setWeight) count too, so wait for the hold itself.
+        lambda s: (
+            analysis_of(s, versions.better).get("consecutiveInconclusive", 0) >= 3
+            and s.get("phase") == "Paused"
+        ),
     )
     record = analysis_of(status, versions.better)
     assert record["verdict"] == "Inconclusive", record
@@ -347,7 +352,12 @@ def test_an_unreachable_prometheus_is_inconclusive_and_the_rollout_holds(
     sc.set_version(versions.better)
     status = sc.wait(
         "three inconclusive analyses",
-        lambda s: analysis_of(s, versions.better).get("consecutiveInconclusive", 0) >= 3,
+        # At the analysis step: runs taken while the canary's pods were still starting (phase
+        # Progressing at setWeight) count too, so wait for the hold itself.
+        lambda s: (
+            analysis_of(s, versions.better).get("consecutiveInconclusive", 0) >= 3
+            and s.get("phase") == "Paused"
+        ),
     )
     result = sc.stop_load()
     record = analysis_of(status, versions.better)
