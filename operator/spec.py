@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -57,11 +58,24 @@ class ModelRef:
         return f"{self.name}@{self.version}" if self.version else f"{self.name}@alias:{self.alias}"
 
 
+GateDirection = Literal["higherIsBetter", "lowerIsBetter"]
+GATE_DIRECTIONS: tuple[GateDirection, ...] = ("higherIsBetter", "lowerIsBetter")
+
+
 @dataclass(frozen=True)
 class Gate:
+    """The offline gate on a metric of the version's source run. `higherIsBetter` (F1, accuracy):
+    threshold is a floor and maxRegression the largest drop below stable; `lowerIsBetter` (RMSE,
+    log loss): threshold is a ceiling and maxRegression the largest rise above stable."""
+
     metric: str = "f1_score"
     threshold: float = 0.0
     max_regression: float | None = None
+    direction: GateDirection = "higherIsBetter"
+
+    @property
+    def lower_is_better(self) -> bool:
+        return self.direction == "lowerIsBetter"
 
 
 @dataclass(frozen=True)
@@ -250,6 +264,33 @@ def _int(value: Any, name: str, lo: int, hi: int, default: int) -> int:
     return value
 
 
+def _gate(raw: Mapping[str, Any]) -> Gate:
+    direction = raw.get("direction", "higherIsBetter")
+    if direction not in GATE_DIRECTIONS:
+        raise InvalidSpec(
+            f"spec.gate.direction: expected one of {', '.join(GATE_DIRECTIONS)}, got {direction!r}"
+        )
+    # Scores that rise with quality (F1, accuracy, AUC) live in [0, 1]; errors (RMSE, MAE, log loss)
+    # are in the target's unit, so only their sign is checked.
+    number = _nonnegative if direction == "lowerIsBetter" else _unit
+    if direction == "lowerIsBetter" and not raw.get("threshold"):
+        # The default floor of 0 means "no gate" for a score; as a ceiling it would refuse everything.
+        raise InvalidSpec("spec.gate.threshold: a lowerIsBetter gate needs the highest allowed value (> 0)")
+    max_regression = raw.get("maxRegression")
+    return Gate(
+        metric=_str(raw.get("metric"), "spec.gate.metric") or "f1_score",
+        threshold=number(raw.get("threshold", 0), "spec.gate.threshold"),
+        max_regression=None if max_regression is None else number(max_regression, "spec.gate.maxRegression"),
+        direction=direction,
+    )
+
+
+def _nonnegative(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
+        raise InvalidSpec(f"{name}: expected a finite number >= 0, got {value!r}")
+    return float(value)
+
+
 def _unit(value: Any, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
         raise InvalidSpec(f"{name}: expected a number in [0, 1], got {value!r}")
@@ -429,16 +470,7 @@ def parse_spec(raw: Mapping[str, Any]) -> Spec:
         raise InvalidSpec(f"spec.model.version: {version!r} is not a registry version number")
     assert name is not None
 
-    gate_raw = _obj(raw.get("gate"), "spec.gate")
-    gate = Gate(
-        metric=_str(gate_raw.get("metric"), "spec.gate.metric") or "f1_score",
-        threshold=_unit(gate_raw.get("threshold", 0), "spec.gate.threshold"),
-        max_regression=(
-            _unit(gate_raw["maxRegression"], "spec.gate.maxRegression")
-            if gate_raw.get("maxRegression") is not None
-            else None
-        ),
-    )
+    gate = _gate(_obj(raw.get("gate"), "spec.gate"))
 
     srv = _obj(raw.get("serving"), "spec.serving")
     image = _str(srv.get("image"), "spec.serving.image", required=True)

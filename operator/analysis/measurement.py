@@ -35,6 +35,8 @@ UNITS: dict[MetricKind, str] = {
     MetricKind.LATENCY_P99_MS: "requests",
     MetricKind.LIVE_F1: "feedback labels",
     MetricKind.PREDICTION_DRIFT: "predictions",
+    MetricKind.LIVE_RMSE: "feedback labels",
+    MetricKind.LIVE_MAE: "feedback labels",
 }
 
 

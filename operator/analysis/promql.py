@@ -5,7 +5,7 @@ evaluation time and one analysis costs at most six queries. Per-track selectors 
 so each track can also be pinned to its model version: after a canary is replaced by a new version,
 the old version's series in the window are not mixed in.
 
-Ratios (error rate, F1, PSI) are computed in Python from the counts, not in PromQL: an absent
+Ratios (error rate, F1, PSI, RMSE) are computed in Python from the counts, not in PromQL: an absent
 5xx series then reads as zero errors instead of an empty result, and the sample counts come for free.
 Series names and labels are the contract in METRICS_CONTRACT.md, gathered in `SeriesNames`.
 """
@@ -31,6 +31,10 @@ class SeriesNames:
     latency: str = "mlrollout_request_duration_seconds"  # histogram {endpoint}
     feedback: str = "mlrollout_feedback_total"  # counter {predicted, actual}
     predictions: str = "mlrollout_predictions_total"  # counter {class}, one per predicted row
+    # Regressors' feedback: labels received, and the sums of squared and absolute errors over them.
+    regression_feedback: str = "mlrollout_regression_feedback_total"
+    squared_error: str = "mlrollout_regression_squared_error_total"
+    absolute_error: str = "mlrollout_regression_absolute_error_total"
     endpoint_label: str = "endpoint"
     status_label: str = "status"
     predicted_label: str = "predicted"
@@ -70,6 +74,9 @@ class Quantity(StrEnum):
     LATENCY_COUNT = "latencyCount"
     FEEDBACK = "feedback"
     PREDICTIONS = "predictions"
+    REGRESSION_FEEDBACK = "regressionFeedback"
+    SQUARED_ERROR = "squaredError"
+    ABSOLUTE_ERROR = "absoluteError"
 
 
 NEEDS: Mapping[MetricKind, tuple[Quantity, ...]] = {
@@ -77,6 +84,8 @@ NEEDS: Mapping[MetricKind, tuple[Quantity, ...]] = {
     MetricKind.LATENCY_P99_MS: (Quantity.LATENCY_P99, Quantity.LATENCY_COUNT),
     MetricKind.LIVE_F1: (Quantity.FEEDBACK,),
     MetricKind.PREDICTION_DRIFT: (Quantity.PREDICTIONS,),
+    MetricKind.LIVE_RMSE: (Quantity.REGRESSION_FEEDBACK, Quantity.SQUARED_ERROR),
+    MetricKind.LIVE_MAE: (Quantity.REGRESSION_FEEDBACK, Quantity.ABSOLUTE_ERROR),
 }
 
 
@@ -108,18 +117,25 @@ def selector(target: AnalysisTarget, track: str, names: SeriesNames, extra: Iter
 
 
 def feedback_query(target: AnalysisTarget, window: str, names: SeriesNames) -> str:
-    """Confusion counts per track. Feedback reaches whichever pod the Service picks, so serving
-    counts it under the version named in the prediction token, not under the receiving pod's track:
-    with two different versions, each track's counts are selected by version alone (and labelled
-    with the track by label_replace). With one version on both tracks (a serving-only change) or
-    versions unknown, by track, as the pods that received the feedback are labelled."""
-    pair = f"{names.predicted_label}, {names.actual_label}"
+    """Confusion counts per track (see `by_predicting_version`)."""
+    return by_predicting_version(
+        names.feedback, target, window, names, (names.predicted_label, names.actual_label)
+    )
+
+
+def by_predicting_version(
+    metric: str, target: AnalysisTarget, window: str, names: SeriesNames, by: tuple[str, ...] = ()
+) -> str:
+    """A feedback counter's increase per track. Feedback reaches whichever pod the Service picks, so
+    serving counts it under the version named in the prediction token, not under the receiving
+    pod's track: with two different versions, each track's counts are selected by version alone
+    (and labelled with the track by label_replace). With one version on both tracks (a serving-only
+    change) or versions unknown, by track, as the pods that received the feedback are labelled."""
+    group = ", ".join((names.track_label, *by))
     canary, stable = target.canary_version, target.stable_version
     if canary is None or stable is None or canary == stable:
-        by_track = " or ".join(
-            f"increase({names.feedback}{selector(target, t, names)}[{window}])" for t in TRACKS
-        )
-        return f"sum by ({names.track_label}, {pair}) ({by_track})"
+        by_track = " or ".join(f"increase({metric}{selector(target, t, names)}[{window}])" for t in TRACKS)
+        return f"sum by ({group}) ({by_track})"
     base = [
         f"{names.namespace_label}={quote(target.namespace)}",
         f"{names.model_deployment_label}={quote(target.model_deployment)}",
@@ -127,9 +143,10 @@ def feedback_query(target: AnalysisTarget, window: str, names: SeriesNames) -> s
     parts: list[str] = []
     for track, version in ((CANARY, canary), (STABLE, stable)):
         sel = "{" + ", ".join([*base, f"{names.version_label}={quote(version)}"]) + "}"
-        counts = f"sum by ({pair}) (increase({names.feedback}{sel}[{window}]))"
+        grouping = f" by ({', '.join(by)})" if by else ""
+        counts = f"sum{grouping} (increase({metric}{sel}[{window}]))"
         parts.append(f'label_replace({counts}, {quote(names.track_label)}, {quote(track)}, "", "")')
-    return f"sum by ({names.track_label}, {pair}) ({' or '.join(parts)})"
+    return f"sum by ({group}) ({' or '.join(parts)})"
 
 
 def build_queries(
@@ -164,6 +181,11 @@ def build_queries(
             f"({both('rate', names.latency + '_bucket', inference)}))"
         ),
         Quantity.FEEDBACK: lambda: feedback_query(target, window, names),
+        Quantity.REGRESSION_FEEDBACK: lambda: by_predicting_version(
+            names.regression_feedback, target, window, names
+        ),
+        Quantity.SQUARED_ERROR: lambda: by_predicting_version(names.squared_error, target, window, names),
+        Quantity.ABSOLUTE_ERROR: lambda: by_predicting_version(names.absolute_error, target, window, names),
         Quantity.PREDICTIONS: lambda: (
             f"sum by ({track}, {names.class_label}) ({both('increase', names.predictions)})"
         ),

@@ -1,4 +1,4 @@
-"""From query results to per-track Readings: sums, ratios, F1 and PSI over the returned series.
+"""From query results to per-track Readings: sums, ratios, F1, PSI and RMSE/MAE over the returned series.
 
 An absent series is not a zero: a track with no request series at all reads as a problem (no data),
 so the measurement is Inconclusive. The one exception is the 5xx count, whose series only exist once
@@ -51,6 +51,10 @@ def derive(
         return {t: _latency(results, t, names) for t in TRACKS}
     if kind is MetricKind.LIVE_F1:
         return {t: _live_f1(results, t, names) for t in TRACKS}
+    if kind is MetricKind.LIVE_RMSE:
+        return {t: _regression_error(results, t, names, Quantity.SQUARED_ERROR) for t in TRACKS}
+    if kind is MetricKind.LIVE_MAE:
+        return {t: _regression_error(results, t, names, Quantity.ABSOLUTE_ERROR) for t in TRACKS}
     return _drift(results, names)
 
 
@@ -158,6 +162,27 @@ def _live_f1(results: Results, track: str, names: SeriesNames) -> Reading:
     if not confusion:
         return Reading(None, 0, f"no feedback series for the {track} track (no labels sent to /feedback)")
     return Reading(macro_f1(confusion) if total > 0 else None, _count(total))
+
+
+def _regression_error(results: Results, track: str, names: SeriesNames, errors: Quantity) -> Reading:
+    """RMSE (from the squared-error sum) or MAE (from the absolute-error sum) over the labels that
+    arrived in the window: sum / count, and its square root for RMSE."""
+    labels = _get(results, Quantity.REGRESSION_FEEDBACK)
+    if isinstance(labels, str):
+        return Reading(None, 0, labels)
+    sums = _get(results, errors)
+    if isinstance(sums, str):
+        return Reading(None, 0, sums)
+    count = _track_total(labels, track, names)
+    if count is None:
+        return Reading(
+            None, 0, f"no regression feedback series for the {track} track (no labels sent to /feedback)"
+        )
+    total = _track_total(sums, track, names)
+    if count <= 0 or total is None:
+        return Reading(None, _count(count))
+    mean = max(0.0, total) / count
+    return Reading(math.sqrt(mean) if errors is Quantity.SQUARED_ERROR else mean, _count(count))
 
 
 def _class_counts(samples: Sequence[Sample], track: str, names: SeriesNames) -> dict[str, float]:

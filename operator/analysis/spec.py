@@ -26,6 +26,8 @@ class MetricKind(StrEnum):
     LATENCY_P99_MS = "latencyP99Ms"
     LIVE_F1 = "liveF1"
     PREDICTION_DRIFT = "predictionDrift"
+    LIVE_RMSE = "liveRMSE"  # regressors: root mean squared error of predictions against /feedback labels
+    LIVE_MAE = "liveMAE"  # regressors: mean absolute error, the same way
 
 
 class Direction(StrEnum):
@@ -42,6 +44,8 @@ DIRECTIONS: Mapping[MetricKind, Direction] = {
     MetricKind.LATENCY_P99_MS: Direction.AT_MOST,
     MetricKind.LIVE_F1: Direction.AT_LEAST,
     MetricKind.PREDICTION_DRIFT: Direction.AT_MOST,
+    MetricKind.LIVE_RMSE: Direction.AT_MOST,
+    MetricKind.LIVE_MAE: Direction.AT_MOST,
 }
 
 

@@ -10,26 +10,32 @@ from mlrollout.operator.spec import Gate
 
 
 def judge_gate(gate: Gate, target: Resolution, baseline: float | None) -> tuple[bool, str]:
-    """(passed, why) with the numbers; pure."""
+    """(passed, why) with the numbers; pure. The direction says whether the threshold is a floor
+    (higherIsBetter: F1, accuracy) or a ceiling (lowerIsBetter: RMSE, log loss), and whether
+    maxRegression bounds a drop below stable or a rise above it."""
     value = target.gate_value
+    version = f"(version {target.version})"
     if value is None:
         return False, f"metric {gate.metric} is missing on run {target.run_id} of version {target.version}"
-    if value < gate.threshold:
-        return False, f"{gate.metric} {value:.4f} < threshold {gate.threshold:.4f} (version {target.version})"
-    if gate.max_regression is not None and baseline is not None and value < baseline - gate.max_regression:
-        return False, (
-            f"{gate.metric} {value:.4f} regresses more than {gate.max_regression:.4f} below stable "
-            f"{baseline:.4f} (version {target.version})"
-        )
-    floor = (
-        f" and stable {baseline:.4f} - {gate.max_regression:.4f}"
-        if (gate.max_regression is not None and baseline is not None)
-        else ""
-    )
-    return (
-        True,
-        f"{gate.metric} {value:.4f} >= threshold {gate.threshold:.4f}{floor} (version {target.version})",
-    )
+    lower = gate.lower_is_better
+
+    def worse(a: float, b: float) -> bool:
+        return a > b if lower else a < b
+
+    if worse(value, gate.threshold):
+        op = ">" if lower else "<"
+        return False, f"{gate.metric} {value:.4f} {op} threshold {gate.threshold:.4f} {version}"
+    bound = ""
+    if gate.max_regression is not None and baseline is not None:
+        relative = baseline + gate.max_regression if lower else baseline - gate.max_regression
+        if worse(value, relative):
+            how = "rises more than {:.4f} above" if lower else "regresses more than {:.4f} below"
+            return False, (
+                f"{gate.metric} {value:.4f} {how.format(gate.max_regression)} stable {baseline:.4f} {version}"
+            )
+        bound = f" and stable {baseline:.4f} {'+' if lower else '-'} {gate.max_regression:.4f}"
+    op = "<=" if lower else ">="
+    return True, f"{gate.metric} {value:.4f} {op} threshold {gate.threshold:.4f}{bound} {version}"
 
 
 def gate(w: Work, target: Resolution, baseline: float | None) -> bool:

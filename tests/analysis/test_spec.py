@@ -47,7 +47,14 @@ def test_defaults_and_full_example() -> None:
     assert full.window_seconds == 90
     assert full.interval_seconds == 10
     assert full.prometheus_address == "http://prom:9090"
-    assert [m.kind for m in full.metrics] == list(MetricKind)
+    assert [
+        m.kind for m in full.metrics
+    ] == [  # a classifier's metrics (regressors': test_regression_metrics)
+        MetricKind.ERROR_RATE,
+        MetricKind.LATENCY_P99_MS,
+        MetricKind.LIVE_F1,
+        MetricKind.PREDICTION_DRIFT,
+    ]
     assert full.metrics[2].direction is Direction.AT_LEAST
     assert full.min_samples_for(full.metrics[2]) == 20
     assert full.min_samples_for(full.metrics[0]) == 50

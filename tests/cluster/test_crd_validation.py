@@ -36,6 +36,9 @@ INVALID = [
     (_with("spec.model.name", ""), "spec.model.name"),
     (_with("spec.gate.threshold", 1.5), "spec.gate.threshold"),
     (_with("spec.gate.maxRegression", -0.1), "spec.gate.maxRegression"),
+    (_with("spec.gate.maxRegression", 2), "spec.gate.maxRegression"),
+    (_with("spec.gate", {"metric": "rmse", "direction": "lowerIsBetter"}), "spec.gate.threshold"),
+    (_with("spec.gate", {"metric": "rmse", "direction": "sideways", "threshold": 3}), "spec.gate.direction"),
     (_with("spec.serving.image", None, delete=True), "spec.serving.image"),
     (_with("spec.serving.replicas", 0), "spec.serving.replicas"),
     (_with("spec.serving.port", 70000), "spec.serving.port"),
@@ -147,7 +150,7 @@ def test_valid_model_deployment_gets_defaults(crd: Any, kc: Kubectl) -> None:
     del md["spec"]["gate"]
     kc.apply(md)
     spec = kc.md("defaults")["spec"]
-    assert spec["gate"] == {"metric": "f1_score", "threshold": 0}
+    assert spec["gate"] == {"metric": "f1_score", "threshold": 0, "direction": "higherIsBetter"}
     assert spec["rollout"]["progressDeadlineSeconds"] == 600
     assert spec["rollout"]["trafficRouter"] == {"replicas": {}}
     assert spec["rollout"]["steps"][0] == {"setWeight": 10}
@@ -158,6 +161,18 @@ def test_valid_model_deployment_gets_defaults(crd: Any, kc: Kubectl) -> None:
     # defaults, which keep the revision hash (tests/operator/test_serving_pod.py).
     assert spec["serving"]["startupTimeoutSeconds"] == 600
     assert spec["serving"]["drainSeconds"] == 5
+
+
+def test_a_lower_is_better_gate_takes_a_threshold_in_the_metrics_unit(crd: Any, kc: Kubectl) -> None:
+    md = model_deployment("regressor", "1")
+    md["spec"]["gate"] = {
+        "metric": "rmse",
+        "direction": "lowerIsBetter",
+        "threshold": 2500,
+        "maxRegression": 50,
+    }
+    kc.apply(md)
+    assert kc.md("regressor")["spec"]["gate"] == md["spec"]["gate"]
 
 
 def test_serving_pod_fields_are_accepted_and_kept(crd: Any, kc: Kubectl) -> None:
