@@ -12,6 +12,7 @@ carries the plan out. Where each part lives:
 | `history.py` | roles: first deploy, canary start/drop, rollback, promotion, undo, kept history |
 | `desired.py` | Deployments and replica counts; incoming pods Ready before outgoing scale down |
 | `verdicts.py` | which analysis run is recorded, its Events, the AnalysisValid condition |
+| `outcome.py` | the Promoted and Settled conditions `kubectl wait` waits on, from the final status |
 | `work.py` | Plan and its parts; the typed scratch state of one pass |
 """
 
@@ -21,7 +22,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from mlrollout.operator.model import AliasMove, Observed, RegistryFailure, Resolution, Status
-from mlrollout.operator.planner import routing, verdicts
+from mlrollout.operator.planner import outcome, routing, verdicts
 from mlrollout.operator.planner.desired import desired
 from mlrollout.operator.planner.gate import gate, is_abandoned
 from mlrollout.operator.planner.history import (
@@ -110,6 +111,7 @@ def plan(
             else:
                 w.event("Normal", "NothingToAbort", "abort requested but no canary is running")
         _reconcile(w, target, router, promote=intent.promote if intent else None)
+    outcome.record(w, target)  # Promoted / Settled for `kubectl wait`, from the status just decided
     if w.status.pending_alias is not None:
         w.aliases.append(w.status.pending_alias)
         w.wait(ALIAS_RETRY_SECONDS)
