@@ -459,6 +459,8 @@ class LocalCluster:
             self._stop(["containerd"])
             self._spawn("containerd", real_node.containerd_argv(paths))
             self._wait("containerd", real_node.containerd_answers, 30)
+        log = self.log_path("containerd")
+        self._wait("containerd", lambda: real_node.cri_ready(log), 180)
         real_node.update_owner_pid(self.state, self.procs["containerd"].pid)  # lives as long as the node
         node_images.ensure_system_images(bin_dir, coredns_version())
         self._spawn("kubelet", real_node.kubelet_argv(bin_dir, paths))

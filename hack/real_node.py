@@ -601,6 +601,18 @@ def containerd_answers() -> bool:
     )
 
 
+def cri_ready(log: Path) -> bool:
+    """Whether the containerd started last (the log's last spawn marker, see LocalCluster._spawn) has
+    finished its CRI initialisation. Its socket answers `ctr` at once, but the CRI service recovers
+    every known container and image first (seconds to tens of seconds on a large image store) and
+    until then answers "server is not initialized yet", which makes kubelet exit at start."""
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return False
+    return 'msg="Start streaming server"' in text[text.rfind("\n--- ") + 1 :]
+
+
 def free_port_on(address: str) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((address, 0))
