@@ -36,6 +36,8 @@ from mlrollout.serving.loading import name_and_version
 from mlrollout.serving.metrics import Identity, ServingMetrics, exposition
 from mlrollout.serving.model import LoadedModel
 from mlrollout.serving.service import Reply, Service, error_reply, json_reply
+from mlrollout.serving.shadow import DisagreementLog, ShadowMetrics, ShadowMirror, status_payload
+from mlrollout.serving.shadow_settings import SettingsFile
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 from werkzeug.exceptions import HTTPException
 
@@ -83,7 +85,25 @@ class ServerState:
             prediction_buckets=self.config.prediction_buckets,
             known_classes=model.classes or (),
         )
-        self.service = Service(model, self.config, metrics, self.store)
+        self.service = Service(model, self.config, metrics, self.store, self._shadow(model))
+
+    def _shadow(self, model: LoadedModel) -> ShadowMirror | None:
+        config = self.config
+        if not config.shadow_config:
+            return None
+        multiproc = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        return ShadowMirror(
+            SettingsFile(config.shadow_config),
+            ShadowMetrics(Identity(model.name, model.version, config.track), self.registry),
+            DisagreementLog(
+                os.path.join(multiproc, "shadow") if multiproc else None, config.shadow_sample_size
+            ),
+            own_version=model.version,
+            columns=model.schema.names,
+            queue_size=config.shadow_queue,
+            senders=config.shadow_senders,
+            credential=self.keys.keys[0].decode() if self.keys.enabled else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -316,6 +336,20 @@ def create_app(
     @app.get("/version")
     def version() -> Response:
         return handle("version", lambda s, rid: s.version(), auth=False)
+
+    @app.get("/shadow/disagreements")
+    def shadow_disagreements() -> Response:
+        # Open like /metrics (the operator's plugin reads it through the API server's pod proxy,
+        # which carries no API key); input rows are in it only when the spec allows recording them.
+        try:
+            limit = int(request.args.get("limit", "100"))
+        except ValueError:
+            return open_reply("shadow", error_reply(BadRequest("limit must be an integer", field="limit")))
+        mirror = state.service.shadow if state.service is not None else None
+        return open_reply(
+            "shadow",
+            json_reply({"model": state.name, "version": state.version, **status_payload(mirror, limit)}),
+        )
 
     @app.get("/metrics")
     def metrics() -> Response:

@@ -44,6 +44,10 @@ class ServingConfig:
     fastpath: bool = True
     log_requests: bool = True
     prediction_buckets: tuple[float, ...] = DEFAULT_PREDICTION_BUCKETS
+    shadow_config: str | None = None  # a JSON file (the operator's ConfigMap) saying what to mirror
+    shadow_queue: int = 64  # copies waiting per worker; more are dropped and counted
+    shadow_senders: int = 2  # sender threads per worker
+    shadow_sample_size: int = 100  # recent disagreements kept per worker
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServingConfig:
@@ -75,6 +79,10 @@ class ServingConfig:
             fastpath=_bool(e, "MLROLLOUT_FASTPATH", True),
             log_requests=_bool(e, "MLROLLOUT_LOG_REQUESTS", True),
             prediction_buckets=_buckets(e, "MLROLLOUT_PREDICTION_BUCKETS"),
+            shadow_config=e.get("MLROLLOUT_SHADOW_CONFIG") or None,
+            shadow_queue=_int(e, "MLROLLOUT_SHADOW_QUEUE", 64, 1),
+            shadow_senders=_int(e, "MLROLLOUT_SHADOW_SENDERS", 2, 1),
+            shadow_sample_size=_int(e, "MLROLLOUT_SHADOW_SAMPLE_SIZE", 100, 1),
         )
 
 

@@ -29,8 +29,10 @@ from mlrollout.serving.feedback import (
     token_key,
     verify_token,
 )
+from mlrollout.serving.input_bins import input_bins_for
 from mlrollout.serving.metrics import ServingMetrics
 from mlrollout.serving.model import LoadedModel
+from mlrollout.serving.shadow import ShadowMirror
 
 log = logging.getLogger("mlrollout.serving")
 JSON = "application/json"
@@ -63,8 +65,10 @@ class Service:
         config: ServingConfig,
         metrics: ServingMetrics,
         store: PredictionStore | None = None,
+        shadow: ShadowMirror | None = None,
     ) -> None:
         self.model = model
+        self.shadow = shadow  # copies answered scoring requests to a shadow version, off the path
         self.config = config
         self.metrics = metrics
         self.limits = config.limits
@@ -80,6 +84,8 @@ class Service:
         # A regressor: predictions go into the value histogram, and feedback labels are numbers.
         self._regression = model.task == "regressor" and not self._class_index
         metrics.model_loaded(model.flavor, model.load_seconds)
+        # Live inputs in the training profile's bins (input drift); None when no profile was logged.
+        self._input_bins = input_bins_for(model, metrics.registry, metrics.identity.labels())
 
     # ------------------------------------------------------------------ scoring
     def _score(
@@ -92,6 +98,8 @@ class Service:
         parsing.validate(batch, self.model.schema)
         if self.model.categories:
             parsing.check_categories(batch, self.model.schema, self.model.categories)
+        if self._input_bins is not None:
+            self._input_bins.observe(batch, self.model.schema)
         t0 = time.perf_counter()
         try:
             predict = self._batcher.predict if self._batcher else self.model.predict
@@ -154,6 +162,10 @@ class Service:
         t1 = time.perf_counter()
         reply = Reply(200, _dump_predictions(predictions), headers=headers)
         self.metrics.stage["serialize"].observe(time.perf_counter() - t1)
+        if self.shadow is not None:
+            self.shadow.offer(
+                "/invocations", body, content_type or JSON, request_id, predictions, rows=batch.values
+            )
         return reply
 
     def infer(self, name: str, body: bytes, headers: HeaderLookup, request_id: str) -> Reply:
@@ -167,9 +179,12 @@ class Service:
         self.metrics.stage["parse"].observe(time.perf_counter() - t0)
         predictions, token = self._score(request.batch, request_id)
         t1 = time.perf_counter()
-        body = v2.infer_response(self.model.name, self.model.version, request.id, predictions)
-        reply = Reply(200, body, headers=token)
+        answer = v2.infer_response(self.model.name, self.model.version, request.id, predictions)
+        reply = Reply(200, answer, headers=token)
         self.metrics.stage["serialize"].observe(time.perf_counter() - t1)
+        if self.shadow is not None and header_length is None:  # binary-extension bodies are not copied
+            path = f"/v2/models/{self.model.name}/infer"
+            self.shadow.offer(path, body, JSON, request_id, predictions, rows=request.batch.values)
         return reply
 
     # ------------------------------------------------------------------ feedback

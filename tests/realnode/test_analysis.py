@@ -3,7 +3,8 @@ Prometheus that discovers serving pods through the Kubernetes API scraped from t
 in-cluster load generator (a locust Job) calls the one Service and posts ground-truth labels through
 it too. Every scenario starts from a good stable version, then brings a canary:
 
-good -> promoted; answering 500s -> rolled back; far worse live F1 -> rolled back; no traffic ->
+good -> promoted; answering 500s -> rolled back; far worse live F1 -> rolled back; a regressor
+with far worse live RMSE (string columns in, numeric labels back) -> rolled back; no traffic ->
 Inconclusive and held; Prometheus unreachable -> Inconclusive and held. And the pod lifecycle a real
 kubelet imposes: a model that needs 60 s to load is not restarted; one that never becomes Ready is
 rolled back at its progress deadline.
@@ -25,11 +26,18 @@ import real_node
 from local_cluster import LocalCluster
 from realpods import LoadJob, LoadResult, kubectl_json, md_serving, wait_until
 from support.code_models import LOAD_FOREVER, SERVING_ENV, register_code_model
-from support.mlflow_models import ModelVersionInfo, load_dataset, train_and_register
+from support.mlflow_models import (
+    ModelVersionInfo,
+    churn_frame,
+    load_dataset,
+    register_categorical_model,
+    train_and_register,
+)
 from test_rollout import Md
 
 pytestmark = pytest.mark.realnode
 MODEL = "node-analysis"
+REGRESSOR = "node-regressor"
 SLOW_LOAD_SECONDS = 60
 STUCK_DEADLINE_SECONDS = 45
 
@@ -66,6 +74,21 @@ def versions(node_mlflow: Any) -> Versions:
     )
 
 
+@dataclass(frozen=True)
+class Regressors:
+    good: ModelVersionInfo  # a ColumnTransformer + Ridge pipeline on string and numeric columns
+    poor: ModelVersionInfo  # the same pipeline trained on shuffled targets: about 3x the RMSE
+
+
+@pytest.fixture(scope="module")
+def regressors(node_mlflow: Any) -> Regressors:
+    uri = node_mlflow.tracking_uri
+    return Regressors(
+        good=register_categorical_model(uri, REGRESSOR, kind="ridge", seed=0),
+        poor=register_categorical_model(uri, REGRESSOR, kind="ridge", seed=0, shuffle_target=True),
+    )
+
+
 @pytest.fixture(scope="module")
 def labelled_rows() -> list[dict[str, Any]]:
     """200 rows of both classes with their true labels, for scoring and feedback."""
@@ -87,6 +110,10 @@ def manifest(
     steps: tuple[dict[str, Any], ...] = ANALYSIS_STEPS,
     deadline: int = 240,
     failure_limit: int = 1,
+    model: str = MODEL,
+    # Low on purpose: the poor version must reach serving so live analysis can catch it.
+    gate: dict[str, Any] | None = None,
+    metrics: tuple[dict[str, Any], ...] = METRICS,
 ) -> dict[str, Any]:
     """Fast analysis (seconds, not minutes): 3 s interval over a 10 s window, 15 samples minimum."""
     return {
@@ -94,9 +121,8 @@ def manifest(
         "kind": "ModelDeployment",
         "metadata": {"name": name},
         "spec": {
-            "model": {"name": MODEL, "version": version},
-            # Low on purpose: the poor version must reach serving so live analysis can catch it.
-            "gate": {"metric": "f1_score", "threshold": 0.05},
+            "model": {"name": model, "version": version},
+            "gate": gate or {"metric": "f1_score", "threshold": 0.05},
             "serving": md_serving(image, tracking_uri, 2, SERVING_ENV),
             "rollout": {
                 "steps": [dict(s) for s in steps],
@@ -106,7 +132,7 @@ def manifest(
                     "minSamples": 15,
                     "failureLimit": failure_limit,
                     "prometheus": {"address": prometheus, "timeoutSeconds": 2},
-                    "metrics": [dict(m) for m in METRICS],
+                    "metrics": [dict(m) for m in metrics],
                 },
                 "progressDeadlineSeconds": deadline,
             },
@@ -316,6 +342,49 @@ def test_a_canary_with_poor_live_f1_is_rolled_back_on_feedback_through_the_servi
     # Every label went through the Service (any pod of either track, with the signed token).
     assert result.summary["feedback"].get("200", 0) > 0, result.summary["feedback"]
     assert set(result.summary["feedback"]) == {"200"}, result.summary["feedback"]
+
+
+def test_a_regressor_canary_with_much_worse_live_rmse_is_rolled_back(
+    scenario: Any, regressors: Regressors
+) -> None:
+    """String and numeric columns in, a number out; numeric labels posted back through the Service
+    feed the error sums serving counts per predicting version, and liveRMSE judges the canary."""
+    frame, _, value = churn_frame(200, seed=2000)
+    rows = [
+        {"features": {k: (v if isinstance(v, str) else float(v)) for k, v in r.items()}, "label": float(y)}
+        for r, y in zip(frame.to_dict(orient="records"), value, strict=True)
+    ]
+    sc = scenario("regressor")
+    regression = {
+        "model": REGRESSOR,
+        # The offline gate reads the run's rmse: lower is better, a ceiling the poor version passes.
+        "gate": {"metric": "rmse", "direction": "lowerIsBetter", "threshold": 1000},
+        "metrics": (
+            {"name": "errorRate", "max": 0.05},
+            {"name": "liveRMSE", "max": 500, "maxRegression": 40},
+        ),
+    }
+    sc.start_stable(regressors.good, **regression)
+    sc.start_load(rows)
+    sc.set_version(regressors.poor)
+    status = sc.wait("the poor regressor rolled back", rolled_back)
+    result = sc.stop_load()
+    print(f"\n[analysis] poor regressor: {result.summary}")
+
+    record = analysis_of(status, regressors.poor)
+    assert record["action"] == "Rollback", record
+    rmse = record["metrics"]["liveRMSE"]
+    assert rmse["verdict"] == "Failed", rmse
+    assert rmse["samples"] >= 15, rmse
+    # Measured from the labels: the good pipeline is ~64 off on held-out rows, the shuffled one ~180.
+    assert rmse["stableValue"] < 100, rmse
+    assert rmse["value"] > rmse["stableValue"] + 40, rmse
+    assert record["metrics"]["errorRate"]["verdict"] != "Failed", record["metrics"]["errorRate"]
+    assert status["stable"]["version"] == regressors.good.version
+    assert result.failed == 0, result.summary["failures"]
+    assert result.by_version.get(regressors.poor.version, 0) > 0, result.by_version
+    assert set(result.summary["feedback"]) == {"200"}, result.summary["feedback"]
+    assert any(e.startswith("RolledBack") for e in sc.events())
 
 
 def test_no_traffic_is_inconclusive_and_the_rollout_holds(scenario: Any, versions: Versions) -> None:

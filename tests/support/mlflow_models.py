@@ -189,9 +189,13 @@ def churn_frame(rows: int, seed: int = 0) -> tuple[Any, Any, Any]:
     return frame, churn, value.astype("float64")
 
 
-def categorical_pipeline(kind: CategoricalKind = "classifier", seed: int = 0) -> tuple[Any, Any, Any]:
+def categorical_pipeline(
+    kind: CategoricalKind = "classifier", seed: int = 0, *, shuffle_target: bool = False
+) -> tuple[Any, Any, Any]:
     """A fitted Pipeline(ColumnTransformer(OneHotEncoder(handle_unknown='error') on the string columns,
-    StandardScaler on the numeric ones), estimator), the training frame and its targets."""
+    StandardScaler on the numeric ones), estimator), the training frame and its targets.
+    shuffle_target: trained on permuted targets, so it answers like a model and is far off."""
+    import numpy as np
     from sklearn.compose import ColumnTransformer
     from sklearn.ensemble import GradientBoostingRegressor
     from sklearn.linear_model import LogisticRegression, Ridge
@@ -211,6 +215,8 @@ def categorical_pipeline(kind: CategoricalKind = "classifier", seed: int = 0) ->
         "gbr": GradientBoostingRegressor(n_estimators=20, max_depth=3, random_state=seed),
     }[kind]
     target = churn if kind == "classifier" else value
+    if shuffle_target:
+        target = target.iloc[np.random.default_rng(seed + 7).permutation(len(target))].reset_index(drop=True)
     pipeline = Pipeline([("prep", prep), ("model", final)]).fit(frame, target)
     return pipeline, frame, target
 
@@ -232,7 +238,12 @@ def save_categorical_model(path: str, kind: CategoricalKind = "classifier", seed
 
 
 def register_categorical_model(
-    tracking_uri: str, name: str, *, kind: CategoricalKind = "classifier", seed: int = 0
+    tracking_uri: str,
+    name: str,
+    *,
+    kind: CategoricalKind = "classifier",
+    seed: int = 0,
+    shuffle_target: bool = False,
 ) -> ModelVersionInfo:
     """Register a categorical pipeline in a real MLflow registry (F1 and accuracy logged for the
     classifier, RMSE for the regressors); sample_rows hold strings and floats."""
@@ -242,7 +253,7 @@ def register_categorical_model(
     from mlflow.models import infer_signature
     from sklearn.metrics import accuracy_score, f1_score, mean_squared_error
 
-    pipeline, frame, _ = categorical_pipeline(kind, seed)
+    pipeline, frame, _ = categorical_pipeline(kind, seed, shuffle_target=shuffle_target)
     test, test_churn, test_value = churn_frame(200, seed + 1000)
     predicted = pipeline.predict(test)
     if kind == "classifier":
