@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import tempfile
 import time
@@ -22,6 +23,7 @@ import yaml
 from mlrollout.serving.fastpath import resolve_columns, verified_fastpath, verified_frame_fastpath
 from mlrollout.serving.model import LoadedModel, NativePredictor, PyfuncPredictor, Task, to_frame
 from mlrollout.serving.parsing import is_missing
+from mlrollout.serving.profile import Profile, ProfileError, profile_of
 from mlrollout.serving.schema import InputSchema, SchemaError
 
 # Types the default skops allow-list leaves out, that this server trusts after checking them itself.
@@ -29,6 +31,8 @@ VERIFIED_SKOPS_TYPES = frozenset({"sklearn.tree._tree.Tree"})
 TREE_LEAF = -1
 TREE_UNDEFINED_FEATURE = -2
 
+
+log = logging.getLogger(__name__)
 
 class ModelLoadError(RuntimeError):
     """The model cannot be served; the message says why and what to change."""
@@ -233,6 +237,7 @@ def load_model(
             extra={"fastpath": compiled is not None, "frame": frame},
             task=task_of(estimator, classes),
             categories=known_categories(estimator, schema),
+            profile=training_profile_of(mlmodel, uri),
         )
     if not allow_pickle:
         kinds = sorted(flavors)
@@ -256,7 +261,18 @@ def load_model(
         flavor="pyfunc",
         source=uri,
         load_seconds=time.monotonic() - started,
+        profile=training_profile_of(mlmodel, uri),
     )
+
+
+def training_profile_of(mlmodel: dict[str, Any], uri: str) -> Profile | None:
+    """The version's training profile, if one was logged. A broken profile never stops serving (it
+    only feeds monitoring): it is logged and the version serves as if it had none."""
+    try:
+        return profile_of(mlmodel)
+    except ProfileError as exc:
+        log.warning("ignoring the training profile of %s: %s", uri, exc)
+        return None
 
 
 def check_estimator_width(estimator: Any, schema: InputSchema) -> None:

@@ -61,6 +61,7 @@ class ServingMetrics:
         reg: Any = registry if registry is not None else _default_registry()
         ident = identity.labels()
         self.identity = identity
+        self.registry = reg  # for series other modules own (serving/input_bins.py)
         self.requests = Counter(
             "mlrollout_requests",
             "HTTP requests by endpoint and status code.",

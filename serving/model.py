@@ -14,6 +14,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
+from mlrollout.serving.profile import Profile
 from mlrollout.serving.schema import InputSchema
 
 Matrix = npt.NDArray[np.float64]
@@ -106,6 +107,8 @@ class LoadedModel:
     task: Task = "unknown"
     # Schema position -> the categories an encoder with handle_unknown='error' was fitted on.
     categories: Mapping[int, frozenset[Any]] = field(default_factory=dict)
+    # The training profile logged in the MLmodel metadata (serving/profile.py), for input drift.
+    profile: Profile | None = None
 
     def predict(self, x: Table) -> npt.NDArray[Any]:
         return self.predictor.predict(x)

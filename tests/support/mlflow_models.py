@@ -221,18 +221,23 @@ def categorical_pipeline(
     return pipeline, frame, target
 
 
-def save_categorical_model(path: str, kind: CategoricalKind = "classifier", seed: int = 0) -> Any:
+def save_categorical_model(
+    path: str, kind: CategoricalKind = "classifier", seed: int = 0, *, profile: bool = False
+) -> Any:
     """Save a categorical pipeline as MLflow does (skops, signature with string and double columns) in a
-    local directory, no tracking server needed; returns the training frame."""
+    local directory, no tracking server needed; returns the training frame. profile: with the
+    training profile in its metadata, as the documented one-liner logs it."""
     import mlflow.sklearn
     from mlflow.models import infer_signature
+    from mlrollout.serving.profile import mlrollout_profile
 
-    pipeline, frame, _ = categorical_pipeline(kind, seed)
+    pipeline, frame, target = categorical_pipeline(kind, seed)
     mlflow.sklearn.save_model(
         pipeline,
         path,
         signature=infer_signature(frame.head(20), pipeline.predict(frame.head(20))),
         skops_trusted_types=CATEGORICAL_SKOPS_TRUSTED_TYPES[kind] or None,
+        metadata=mlrollout_profile(frame, target) if profile else None,
     )
     return frame
 
@@ -244,6 +249,7 @@ def register_categorical_model(
     kind: CategoricalKind = "classifier",
     seed: int = 0,
     shuffle_target: bool = False,
+    profile: bool = False,
 ) -> ModelVersionInfo:
     """Register a categorical pipeline in a real MLflow registry (F1 and accuracy logged for the
     classifier, RMSE for the regressors); sample_rows hold strings and floats."""
@@ -251,9 +257,10 @@ def register_categorical_model(
     import numpy as np
     from mlflow import MlflowClient
     from mlflow.models import infer_signature
+    from mlrollout.serving.profile import mlrollout_profile
     from sklearn.metrics import accuracy_score, f1_score, mean_squared_error
 
-    pipeline, frame, _ = categorical_pipeline(kind, seed, shuffle_target=shuffle_target)
+    pipeline, frame, target = categorical_pipeline(kind, seed, shuffle_target=shuffle_target)
     test, test_churn, test_value = churn_frame(200, seed + 1000)
     predicted = pipeline.predict(test)
     if kind == "classifier":
@@ -275,6 +282,7 @@ def register_categorical_model(
             signature=infer_signature(frame.head(20), pipeline.predict(frame.head(20))),
             registered_model_name=name,
             skops_trusted_types=CATEGORICAL_SKOPS_TRUSTED_TYPES[kind] or None,
+            metadata=mlrollout_profile(frame, target) if profile else None,
         )
     version = version_of_run(client, name, run.info.run_id)
     rows = test.head(5).to_dict(orient="records")
