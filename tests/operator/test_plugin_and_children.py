@@ -1,4 +1,4 @@
-"""Pure parts of the plugin (patches, tables) and of the applier (child manifests, status diff)."""
+"""Pure parts of the applier: child manifests, status diff, pod relabels (the plugin: test_plugin.py)."""
 
 from __future__ import annotations
 
@@ -9,14 +9,6 @@ from mlrollout.operator.applier import pod_relabels, status_changed
 from mlrollout.operator.children import deployment, service
 from mlrollout.operator.model import PodObs
 from mlrollout.operator.planner import DesiredDeployment
-from mlrollout.operator.plugin import (
-    PluginError,
-    intent_patch,
-    render_history,
-    render_status,
-    undo_patch,
-    undo_target,
-)
 from mlrollout.operator.spec import parse_spec
 
 MD: dict[str, Any] = {
@@ -42,77 +34,6 @@ MD: dict[str, Any] = {
         "conditions": [{"type": "Ready", "status": "True", "reason": "Available", "message": "4 pods ready"}],
     },
 }
-
-
-def test_intent_patch_clears_other_actions() -> None:
-    body = intent_patch("promote", "full")
-    intent = body["spec"]["intent"]
-    assert intent["promote"] == "full"
-    assert intent["abort"] is None
-    assert intent["undo"] is None
-    assert len(intent["id"]) == 12
-    assert intent_patch("abort", True)["spec"]["intent"]["id"] != intent["id"]
-
-
-def test_undo_picks_latest_kept_or_named_version() -> None:
-    assert undo_target(MD, None, None) == "1"
-    assert undo_target(MD, "0", None) == "0"
-    assert undo_target(MD, None, 1) == "0"
-    with pytest.raises(PluginError, match="version 9 is not kept"):
-        undo_target(MD, "9", None)
-    with pytest.raises(PluginError, match="no revision 7"):
-        undo_target(MD, None, 7)
-    body = undo_patch("1")
-    assert body["spec"]["model"] == {"version": "1", "alias": None}
-    assert body["spec"]["intent"]["undo"] == {"version": "1"}
-
-
-def test_tables_are_readable() -> None:
-    status = render_status(MD)
-    assert "Phase:     Paused" in status
-    with_analysis = {
-        **MD,
-        "status": {
-            **MD["status"],
-            "pauseReason": "AnalysisInconclusive",
-            "lastAnalysis": {
-                "canaryVersion": "3",
-                "verdict": "Inconclusive",
-                "action": "Hold",
-                "evaluatedAt": "2026-01-01T12:00:30Z",
-                "message": "errorRate: canary has 3 requests, below minSamples 100",
-            },
-        },
-    }
-    shown = render_status(with_analysis)
-    assert "(reason: AnalysisInconclusive)" in shown
-    assert "Last analysis: Inconclusive (Hold) of canary 3 at 2026-01-01T12:00:30Z: errorRate" in shown
-    assert "stable   2" in status
-    assert "Ready       True" in status
-    routed = render_status(
-        {
-            **MD,
-            "status": {
-                **MD["status"],
-                "route": {"kind": "HTTPRoute", "name": "churn", "weight": 5, "ready": True},
-                "headerRoute": [{"name": "X-Canary", "value": "always", "type": "Exact"}],
-            },
-        }
-    )
-    assert "Router:    HTTPRoute churn: canary weight in the route 5%, served" in routed
-    assert "Header route: requests with X-Canary Exact 'always' go to the canary" in routed
-    history = render_history(MD)
-    assert history.splitlines()[0].split() == [
-        "REVISION",
-        "VERSION",
-        "GATE",
-        "STATE",
-        "SINCE",
-        "MODEL",
-        "URI",
-    ]
-    assert "current" in history
-    assert "kept (0 replicas)" in history
 
 
 def test_deployment_manifest_pins_uri_and_owner() -> None:
