@@ -28,6 +28,7 @@ class Reading:
     value: float | None
     samples: int
     problem: str | None = None
+    detail: str | None = None  # what the verdict's reason should name (e.g. inputDrift's worst feature)
 
 
 UNITS: dict[MetricKind, str] = {
@@ -37,6 +38,7 @@ UNITS: dict[MetricKind, str] = {
     MetricKind.PREDICTION_DRIFT: "predictions",
     MetricKind.LIVE_RMSE: "feedback labels",
     MetricKind.LIVE_MAE: "feedback labels",
+    MetricKind.INPUT_DRIFT: "rows",
 }
 
 
@@ -117,7 +119,8 @@ def measure(spec: MetricSpec, canary: Reading, stable: Reading, min_samples: int
     value = canary.value
     passed = spec.direction.holds(value, threshold)
     op = spec.direction.value if passed else _negate(spec.direction)
-    reason = f"{spec.kind} {_fmt(value)} {op} {_fmt(threshold)} ({basis}; {canary.samples} {unit})"
+    detail = f"; {canary.detail}" if canary.detail else ""
+    reason = f"{spec.kind} {_fmt(value)} {op} {_fmt(threshold)} ({basis}; {canary.samples} {unit}{detail})"
     return result(Verdict.PASSED if passed else Verdict.FAILED, reason, threshold)
 
 

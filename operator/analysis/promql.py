@@ -35,6 +35,13 @@ class SeriesNames:
     regression_feedback: str = "mlrollout_regression_feedback_total"
     squared_error: str = "mlrollout_regression_squared_error_total"
     absolute_error: str = "mlrollout_regression_absolute_error_total"
+    # Live inputs in the training profile's bins, the reference shares, and how many features the
+    # served version's profile covers (0: none logged).
+    input_bins: str = "mlrollout_input_bin_total"  # counter {feature, bin}
+    input_reference: str = "mlrollout_input_reference_share"  # gauge {feature, bin}
+    input_profiled: str = "mlrollout_input_profile_features"  # gauge
+    feature_label: str = "feature"
+    bin_label: str = "bin"
     endpoint_label: str = "endpoint"
     status_label: str = "status"
     predicted_label: str = "predicted"
@@ -77,6 +84,9 @@ class Quantity(StrEnum):
     REGRESSION_FEEDBACK = "regressionFeedback"
     SQUARED_ERROR = "squaredError"
     ABSOLUTE_ERROR = "absoluteError"
+    INPUT_BINS = "inputBins"
+    INPUT_REFERENCE = "inputReference"
+    INPUT_PROFILED = "inputProfiled"
 
 
 NEEDS: Mapping[MetricKind, tuple[Quantity, ...]] = {
@@ -86,6 +96,7 @@ NEEDS: Mapping[MetricKind, tuple[Quantity, ...]] = {
     MetricKind.PREDICTION_DRIFT: (Quantity.PREDICTIONS,),
     MetricKind.LIVE_RMSE: (Quantity.REGRESSION_FEEDBACK, Quantity.SQUARED_ERROR),
     MetricKind.LIVE_MAE: (Quantity.REGRESSION_FEEDBACK, Quantity.ABSOLUTE_ERROR),
+    MetricKind.INPUT_DRIFT: (Quantity.INPUT_PROFILED, Quantity.INPUT_REFERENCE, Quantity.INPUT_BINS),
 }
 
 
@@ -164,6 +175,8 @@ def build_queries(
     errors = (*inference, f"{names.status_label}=~{quote('5..')}")
     client_errors = (*inference, f"{names.status_label}=~{quote('4..')}")
 
+    per_bin = f"{track}, {names.feature_label}, {names.bin_label}"
+
     def both(fn: str, metric: str, extra: tuple[str, ...] = ()) -> str:
         return " or ".join(f"{fn}({metric}{selector(target, t, names, extra)}[{window}])" for t in TRACKS)
 
@@ -186,6 +199,18 @@ def build_queries(
         ),
         Quantity.SQUARED_ERROR: lambda: by_predicting_version(names.squared_error, target, window, names),
         Quantity.ABSOLUTE_ERROR: lambda: by_predicting_version(names.absolute_error, target, window, names),
+        Quantity.INPUT_BINS: lambda: f"sum by ({per_bin}) ({both('increase', names.input_bins)})",
+        # Gauges: an instant read; every pod of a version exports the same shares, so max, not sum.
+        Quantity.INPUT_REFERENCE: lambda: (
+            f"max by ({per_bin}) ("
+            + " or ".join(f"{names.input_reference}{selector(target, t, names)}" for t in TRACKS)
+            + ")"
+        ),
+        Quantity.INPUT_PROFILED: lambda: (
+            f"max by ({track}) ("
+            + " or ".join(f"{names.input_profiled}{selector(target, t, names)}" for t in TRACKS)
+            + ")"
+        ),
         Quantity.PREDICTIONS: lambda: (
             f"sum by ({track}, {names.class_label}) ({both('increase', names.predictions)})"
         ),

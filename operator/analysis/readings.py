@@ -16,6 +16,8 @@ from .promql import CANARY, DEFAULT_SERIES, STABLE, TRACKS, Quantity, SeriesName
 from .signals import macro_f1, psi
 from .spec import ClientErrors, MetricKind
 
+PROFILE_METADATA_KEY = "mlrollout_profile"  # where serving/profile.py puts it (mlrollout.serving.profile)
+
 
 @dataclass(frozen=True)
 class Sample:
@@ -55,6 +57,8 @@ def derive(
         return {t: _regression_error(results, t, names, Quantity.SQUARED_ERROR) for t in TRACKS}
     if kind is MetricKind.LIVE_MAE:
         return {t: _regression_error(results, t, names, Quantity.ABSOLUTE_ERROR) for t in TRACKS}
+    if kind is MetricKind.INPUT_DRIFT:
+        return _input_drift(results, names)
     return _drift(results, names)
 
 
@@ -183,6 +187,60 @@ def _regression_error(results: Results, track: str, names: SeriesNames, errors: 
         return Reading(None, _count(count))
     mean = max(0.0, total) / count
     return Reading(math.sqrt(mean) if errors is Quantity.SQUARED_ERROR else mean, _count(count))
+
+
+def _input_drift(results: Results, names: SeriesNames) -> dict[str, Reading]:
+    """Per track: PSI of each profiled feature's live bin counts against its training reference
+    shares, the worst feature's value (named in the detail), and the rows behind it. A version
+    that logged no profile is a problem (Inconclusive with that reason), never a zero drift."""
+    got = [_get(results, q) for q in (Quantity.INPUT_PROFILED, Quantity.INPUT_REFERENCE, Quantity.INPUT_BINS)]
+    for g in got:
+        if isinstance(g, str):
+            return {t: Reading(None, 0, g) for t in TRACKS}
+    profiled, reference, bins = (g for g in got if not isinstance(g, str))
+    out: dict[str, Reading] = {}
+    for t in TRACKS:
+        features = _track_total(profiled, t, names)
+        if features is None:
+            out[t] = Reading(None, 0, f"no training-profile gauge for the {t} track (its pods not scraped)")
+            continue
+        if features <= 0:
+            out[t] = Reading(
+                None,
+                0,
+                f"the {t} version logged no training profile (metadata {PROFILE_METADATA_KEY} of its "
+                "MLmodel), so its inputs cannot be compared with training",
+            )
+            continue
+        expected = _by_feature(reference, t, names)
+        live = _by_feature(bins, t, names)
+        scores: dict[str, float] = {}
+        rows = 0.0
+        for feature, shares in expected.items():
+            counts = {b: live.get(feature, {}).get(b, 0.0) for b in shares}
+            total = sum(counts.values())
+            if total > 0 and sum(shares.values()) > 0:
+                scores[feature] = psi(counts, shares)
+                rows = max(rows, total)
+        if not scores:
+            out[t] = Reading(None, 0, f"no input bin series for the {t} track (no traffic or not scraped)")
+            continue
+        worst = max(scores, key=lambda f: scores[f])
+        out[t] = Reading(
+            scores[worst], _count(rows), detail=f"worst feature {worst!r} (PSI {scores[worst]:.3g})"
+        )
+    return out
+
+
+def _by_feature(samples: Sequence[Sample], track: str, names: SeriesNames) -> dict[str, dict[str, float]]:
+    grouped: dict[str, dict[str, float]] = {}
+    for s in samples:
+        if s.labels.get(names.track_label) != track or math.isnan(s.value):
+            continue
+        feature, label = s.labels.get(names.feature_label, ""), s.labels.get(names.bin_label, "")
+        cell = grouped.setdefault(feature, {})
+        cell[label] = cell.get(label, 0.0) + max(0.0, s.value)
+    return grouped
 
 
 def _class_counts(samples: Sequence[Sample], track: str, names: SeriesNames) -> dict[str, float]:

@@ -28,6 +28,7 @@ class MetricKind(StrEnum):
     PREDICTION_DRIFT = "predictionDrift"
     LIVE_RMSE = "liveRMSE"  # regressors: root mean squared error of predictions against /feedback labels
     LIVE_MAE = "liveMAE"  # regressors: mean absolute error, the same way
+    INPUT_DRIFT = "inputDrift"  # PSI of live inputs vs the version's training profile, worst feature
 
 
 class Direction(StrEnum):
@@ -46,6 +47,7 @@ DIRECTIONS: Mapping[MetricKind, Direction] = {
     MetricKind.PREDICTION_DRIFT: Direction.AT_MOST,
     MetricKind.LIVE_RMSE: Direction.AT_MOST,
     MetricKind.LIVE_MAE: Direction.AT_MOST,
+    MetricKind.INPUT_DRIFT: Direction.AT_MOST,
 }
 
 
@@ -97,6 +99,10 @@ class MetricSpec:
                 # Drift already compares canary with stable; a stable-relative drift has no meaning.
                 raise AnalysisSpecError(
                     f"{where}.maxRegression is not allowed: drift is already canary vs stable"
+                )
+            if self.kind is MetricKind.INPUT_DRIFT:
+                raise AnalysisSpecError(
+                    f"{where}.maxRegression is not allowed: input drift compares with the training profile"
                 )
             _check_finite(self.max_regression, f"{where}.maxRegression")
             if self.max_regression < 0:

@@ -36,7 +36,8 @@ def metric_specs(draw: st.DrawFn) -> MetricSpec:
     kind = draw(st.sampled_from(list(MetricKind)))
     bounded = kind in (MetricKind.ERROR_RATE, MetricKind.LIVE_F1)
     threshold = draw(st.floats(0, 1) if bounded else finite)
-    regression = None if kind is MetricKind.PREDICTION_DRIFT else draw(st.one_of(st.none(), finite))
+    relative = kind not in (MetricKind.PREDICTION_DRIFT, MetricKind.INPUT_DRIFT)  # drifts have their own base
+    regression = draw(st.one_of(st.none(), finite)) if relative else None
     return MetricSpec(kind, threshold, regression)
 
 
