@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 # Every `python -m` here runs with -P: the working directory holds operator/, which must never be
 # imported in place of the standard library's `operator` (a fresh venv has not preloaded it).
 
-.PHONY: constraints help setup venv system-deps k8s-binaries prometheus traefik test unit lint typecheck demo demo-down cluster-up cluster-down clean
+.PHONY: constraints help setup venv system-deps k8s-binaries prometheus traefik test unit lint typecheck demo demo-down cluster-up cluster-down clean images
 
 help:
 	@echo "make demo   - bring the local stack up (real kubelet node) and walk through a rollout on real pods"
@@ -80,6 +80,20 @@ demo: setup
 
 demo-down:
 	$(PYTHON) hack/demo.py down
+
+# Both images on a public base: $(IMAGE_PREFIX)mlrollout-serving:$(IMAGE_TAG) and ...-operator.
+#   make images                                        # python:3.11-slim, tag = the package version
+#   make images IMAGE_PREFIX=registry.example/ PUSH=1  # and push them
+#   make images BASE_IMAGE=$$(hack/base-image.sh)      # no registry at all (debootstrap base)
+IMAGE_PREFIX ?=
+IMAGE_TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+BASE_IMAGE ?= python:3.11-slim
+DOCKER_BUILD_FLAGS ?=
+images:
+	docker build $(DOCKER_BUILD_FLAGS) --build-arg BASE_IMAGE=$(BASE_IMAGE) -f Dockerfile.serving -t $(IMAGE_PREFIX)mlrollout-serving:$(IMAGE_TAG) .
+	docker build $(DOCKER_BUILD_FLAGS) --build-arg BASE_IMAGE=$(BASE_IMAGE) -f Dockerfile.operator -t $(IMAGE_PREFIX)mlrollout-operator:$(IMAGE_TAG) .
+	$(if $(PUSH),docker push $(IMAGE_PREFIX)mlrollout-serving:$(IMAGE_TAG) && docker push $(IMAGE_PREFIX)mlrollout-operator:$(IMAGE_TAG),)
+	@echo "images: $(IMAGE_PREFIX)mlrollout-serving:$(IMAGE_TAG) $(IMAGE_PREFIX)mlrollout-operator:$(IMAGE_TAG)"
 
 cluster-up: k8s-binaries
 	@$(PYTHON) hack/local_cluster.py up

@@ -64,7 +64,7 @@ def test_crd_schema_is_structural() -> None:
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
 def test_examples_are_valid_specs(path: Path) -> None:
-    doc = yaml.safe_load(path.read_text())
+    doc = [d for d in yaml.safe_load_all(path.read_text()) if d][-1]  # after the Secrets it references
     assert doc["kind"] == "ModelDeployment"
     spec = parse_spec(doc["spec"])
     assert spec.model.name
@@ -92,7 +92,7 @@ def test_crd_defaults_and_bounds_match_the_parser() -> None:
 
 
 def test_full_example_shows_the_pod_fields_and_builds_a_pod() -> None:
-    doc = yaml.safe_load((ROOT / "examples" / "modeldeployment.yaml").read_text())
+    doc = list(yaml.safe_load_all((ROOT / "examples" / "modeldeployment.yaml").read_text()))[-1]
     spec = parse_spec(doc["spec"])
     want = DesiredDeployment("churn-v7-abc", "7", "models:/churn/7", 1, "stable", "abc")
     doc["metadata"].update(namespace="ml", uid="u")
