@@ -126,12 +126,6 @@ def _completion(args: argparse.Namespace, k: Kubectl) -> int:
     return 0
 
 
-def _complete(args: argparse.Namespace, k: Kubectl) -> int:
-    from mlrollout.operator.plugin.completion import complete_main
-
-    return complete_main(args.words)
-
-
 for _name, _command in {
     "status": Command(
         "the rollout now (pods, weight, step, analysis, Events); --watch follows it to the end",
@@ -155,13 +149,6 @@ for _name, _command in {
         _completion,
         lambda p: p.add_argument("shell", choices=("bash", "zsh")),
         takes_name=False,
-    ),
-    "__complete": Command(
-        "completions for the words typed so far (kubectl_complete-mlrollout)",
-        _complete,
-        lambda p: p.add_argument("words", nargs=argparse.REMAINDER),
-        takes_name=False,
-        hidden=True,
     ),
 }.items():
     register(_name, _command)
@@ -196,12 +183,17 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("-o", "--output", choices=FORMATS, help="print the data as json or yaml")
         # Accepted after the subcommand too (kubectl style); SUPPRESS keeps a value given before it.
         _global_options(p, argparse.SUPPRESS)
-    if sub._choices_actions:  # the hidden one stays out of --help
-        sub._choices_actions[:] = [a for a in sub._choices_actions if not COMMANDS[a.dest].hidden]
+    # A hidden subcommand parses but stays out of --help.
+    sub._choices_actions[:] = [a for a in sub._choices_actions if not COMMANDS[a.dest].hidden]
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["__complete"]:  # the words as typed, not parsed: `-n` in them is data here
+        from mlrollout.operator.plugin.completion import complete_main
+
+        return complete_main(argv[1:])
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -3,6 +3,8 @@
 - `kubectl mlrollout <TAB>`: kubectl (1.26+) runs `kubectl_complete-mlrollout` (a console script
   installed with the plugin) with the words typed after `mlrollout`, the last one partial, and reads
   one candidate per line plus a `:<directive>` line (cobra's protocol). Nothing to source.
+  A krew install has no second executable: `kubectl_complete-mlrollout` may be any script that
+  runs `kubectl-mlrollout __complete "$@"` (the README shows one).
 - `kubectl-mlrollout <TAB>` called directly: `source <(kubectl mlrollout completion bash)` (or zsh).
 
 Candidates: subcommands, each subcommand's flags, `-o` formats, `completion` shells, and
@@ -116,7 +118,7 @@ def main() -> int:
 _BASH = """# bash completion for kubectl-mlrollout (kubectl mlrollout completes through kubectl itself)
 _kubectl_mlrollout() {
     local IFS=$'\\n'
-    COMPREPLY=($(kubectl_complete-mlrollout "${COMP_WORDS[@]:1:COMP_CWORD}" 2>/dev/null | grep -v '^:'))
+    COMPREPLY=($(kubectl-mlrollout __complete "${COMP_WORDS[@]:1:COMP_CWORD}" 2>/dev/null | grep -v '^:'))
 }
 complete -F _kubectl_mlrollout kubectl-mlrollout
 """
@@ -125,7 +127,7 @@ _ZSH = """#compdef kubectl-mlrollout
 # zsh completion for kubectl-mlrollout (kubectl mlrollout completes through kubectl itself)
 _kubectl_mlrollout() {
     local -a candidates
-    candidates=("${(@f)$(kubectl_complete-mlrollout "${(@)words[2,CURRENT]}" 2>/dev/null | grep -v '^:')}")
+    candidates=("${(@f)$(kubectl-mlrollout __complete "${(@)words[2,CURRENT]}" 2>/dev/null | grep -v '^:')}")
     compadd -a candidates
 }
 compdef _kubectl_mlrollout kubectl-mlrollout

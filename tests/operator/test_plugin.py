@@ -475,10 +475,13 @@ def test_completion(words: list[str], want: list[str]) -> None:
     assert directive == NO_FILES
 
 
-def test_completion_scripts_call_the_kubectl_completion_helper() -> None:
-    assert "kubectl_complete-mlrollout" in script("bash")
+def test_completion_scripts_ask_the_plugin_itself(capsys: pytest.CaptureFixture[str]) -> None:
+    assert 'kubectl-mlrollout __complete "${COMP_WORDS[@]:1:COMP_CWORD}"' in script("bash")
     assert "complete -F _kubectl_mlrollout kubectl-mlrollout" in script("bash")
     assert script("zsh").startswith("#compdef kubectl-mlrollout")
+    # The words are data, not options: `-n` among them is not the plugin's own --namespace.
+    assert main(["__complete", "-o", "json", "com"]) == 0
+    assert capsys.readouterr().out == "completion\n:4\n"
 
 
 def test_a_registered_subcommand_gets_options_help_and_completion(capsys: pytest.CaptureFixture[str]) -> None:
