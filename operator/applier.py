@@ -86,6 +86,8 @@ async def apply_plan(
         await kube.delete_deployment(namespace, gone)
     for pod, track in pod_relabels(plan.deployments, pods):
         await kube.label_pod(namespace, pod, track)
+    for pod, settings in children.shadow_annotations(md, spec, plan.status, observed, pods):
+        await kube.annotate_pod(namespace, pod, children.ANNOTATION_SHADOW, settings)  # what to mirror
 
     if plan.route is not None:
         # Guarded by the resourceVersion it was planned from: a route the user edited meanwhile is

@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from mlrollout.operator.model import DeploymentObs, PodObs, Status
 from mlrollout.operator.planner import DesiredDeployment
-from mlrollout.operator.spec import GROUP, KIND, VERSION, GatewayAPIRoute, Spec
+from mlrollout.operator.planner.shadow import current_shadow, shadow_name
+from mlrollout.operator.spec import GROUP, KIND, VERSION, GatewayAPIRoute, Shadow, Spec
 
 APP = "mlrollout-serving"
+# Shadow pods (a shadow step's copy of the canary version): an app label of their own, so no
+# user-facing Service (all select APP) ever sends them a user's request, whatever the router.
+SHADOW_APP = "mlrollout-shadow"
+SHADOW_MOUNT = "/etc/mlrollout/shadow"
+SHADOW_KEY = "shadow.json"
+# What a stable pod mirrors: an annotation the operator sets on the pod itself, which the pod reads
+# through a downward-API volume (kubelet rewrites the file in place): no restart, and no grant
+# beyond the pod patch the track labels already need (no ConfigMap write access).
+ANNOTATION_SHADOW = "mlrollout.io/shadow"
 LABEL_MD = "mlrollout.io/model-deployment"
 LABEL_TRACK = "mlrollout.io/track"
 LABEL_VERSION = "mlrollout.io/version"
@@ -31,7 +43,8 @@ def owner_reference(md: Mapping[str, Any]) -> dict[str, Any]:
 
 def selector_labels(md_name: str, want: DesiredDeployment) -> dict[str, str]:
     """Immutable pod identity: which ModelDeployment, model version and pod template."""
-    labels = {"app.kubernetes.io/name": APP, LABEL_MD: md_name, LABEL_VERSION: want.version}
+    app = SHADOW_APP if want.shadow else APP
+    labels = {"app.kubernetes.io/name": app, LABEL_MD: md_name, LABEL_VERSION: want.version}
     if want.revision:
         labels[LABEL_REVISION] = want.revision
     return labels
@@ -93,6 +106,8 @@ def deployment(
         # Service sends its feedback to.
         ref = {"name": srv.feedback_key.name, "key": srv.feedback_key.key}
         env.append({"name": "MLROLLOUT_FEEDBACK_KEY", "valueFrom": {"secretKeyRef": ref}})
+    # What to mirror: the pod's own shadow annotation as a file (empty when absent: no shadow).
+    env.append({"name": "MLROLLOUT_SHADOW_CONFIG", "value": f"{SHADOW_MOUNT}/{SHADOW_KEY}"})
     env.extend(var.manifest() for var in srv.env)
     container: dict[str, Any] = {
         "name": "serving",
@@ -116,7 +131,10 @@ def deployment(
             "capabilities": {"drop": ["ALL"]},
         },
         # A read-only root needs a writable /tmp (gunicorn's heartbeat, Prometheus multiprocess files).
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 (a pod path, not ours)
+        "volumeMounts": [
+            {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 (a pod path, not ours)
+            {"name": "shadow", "mountPath": SHADOW_MOUNT, "readOnly": True},
+        ],
         "terminationMessagePolicy": "FallbackToLogsOnError",  # a failed model load says why
     }
     if srv.drain_seconds:
@@ -132,7 +150,20 @@ def deployment(
     pod_spec: dict[str, Any] = {
         "containers": [container],
         "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
-        "volumes": [{"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "256Mi"}}],
+        "volumes": [
+            {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "256Mi"}},
+            {
+                "name": "shadow",
+                "downwardAPI": {
+                    "items": [
+                        {
+                            "path": SHADOW_KEY,
+                            "fieldRef": {"fieldPath": f"metadata.annotations['{ANNOTATION_SHADOW}']"},
+                        }
+                    ]
+                },
+            },
+        ],
         "terminationGracePeriodSeconds": termination_grace_seconds(spec),
         # No *_SERVICE_HOST/*_PORT variables for every Service in the namespace: serving reads none,
         # and a Service named e.g. `mlrollout` or `mlflow` would otherwise inject MLROLLOUT_*/MLFLOW_*.
@@ -216,8 +247,69 @@ def service(md: Mapping[str, Any], spec: Spec, track: str | None = None) -> dict
 
 def services(md: Mapping[str, Any], spec: Spec) -> list[dict[str, Any]]:
     """Every Service of a ModelDeployment: the shared one, plus one per track when a proxy routes
-    by weight (the gatewayAPI router's backendRefs name them)."""
+    by weight (the gatewayAPI router's backendRefs name them), plus `<md>-shadow` when a step is a
+    shadow step (only the stable pods' copies reach it)."""
     out = [service(md, spec)]
     if isinstance(spec.router, GatewayAPIRoute):
         out += [service(md, spec, "stable"), service(md, spec, "canary")]
+    if any(isinstance(step, Shadow) for step in spec.steps):
+        out.append(shadow_service(md, spec))
+    return out
+
+
+def shadow_service_name(md_name: str) -> str:
+    return f"{md_name}-shadow"
+
+
+def shadow_service(md: Mapping[str, Any], spec: Spec) -> dict[str, Any]:
+    """The Service in front of the shadow pods (their own app label: see SHADOW_APP)."""
+    meta = md["metadata"]
+    selector = {"app.kubernetes.io/name": SHADOW_APP, LABEL_MD: meta["name"]}
+    svc = service(md, spec)
+    svc["metadata"]["name"] = shadow_service_name(meta["name"])
+    svc["metadata"]["labels"] = dict(selector)
+    svc["spec"]["selector"] = selector
+    return svc
+
+
+def shadow_settings(
+    spec: Spec, namespace: str, md_name: str, status: Status, observed: Mapping[str, DeploymentObs]
+) -> str:
+    """What the stable pods mirror (serving/shadow_settings.py) as the annotation's JSON: the shadow
+    Service while the canary is on a shadow step and a shadow pod is Ready (copies sent to pods still
+    loading the model would count as the canary's errors); "" (no annotation) otherwise."""
+    step = current_shadow(spec, status)
+    if step is None or status.canary is None:
+        return ""
+    pods = observed.get(shadow_name(status.canary.deployment))
+    if pods is None or pods.ready_replicas < 1:
+        return ""
+    settings = {
+        "target": f"http://{shadow_service_name(md_name)}.{namespace}.svc:{spec.serving.port}",
+        "version": status.canary.version,
+        "percent": step.percent,
+        "timeoutMs": step.timeout_ms,
+        "tolerance": step.tolerance,
+        "recordInputs": step.record_inputs,
+    }
+    return json.dumps(settings, sort_keys=True, separators=(",", ":"))
+
+
+def shadow_annotations(
+    md: Mapping[str, Any],
+    spec: Spec,
+    status: Status,
+    observed: Mapping[str, DeploymentObs],
+    pods: Sequence[PodObs],
+) -> list[tuple[str, str | None]]:
+    """(pod, annotation or None to remove) for the pods whose shadow annotation is not what it
+    should be: the settings on the stable revision's pods, nothing on any other pod."""
+    meta = md["metadata"]
+    want = shadow_settings(spec, meta["namespace"], meta["name"], status, observed)
+    stable = (status.stable.version, status.stable.serving_hash) if status.stable else None
+    out: list[tuple[str, str | None]] = []
+    for pod in pods:
+        wanted = want if (pod.version, pod.revision) == stable else ""
+        if pod.shadow != wanted:
+            out.append((pod.name, wanted or None))
     return out

@@ -32,7 +32,7 @@ from mlrollout.operator.kube import Kube
 from mlrollout.operator.model import Condition, Observed, RegistryFailure, Resolution, RouteObs, Status
 from mlrollout.operator.planner import Event, needs_resolution, plan, router_for
 from mlrollout.operator.registry import RegistryPool
-from mlrollout.operator.spec import GROUP, PLURAL, VERSION, InvalidSpec, parse_spec
+from mlrollout.operator.spec import GROUP, PLURAL, VERSION, InvalidSpec, Shadow, parse_spec
 
 log = logging.getLogger("mlrollout.operator")
 
@@ -176,7 +176,12 @@ async def reconcile(body: kopf.Body, *, raise_invalid: bool) -> float | None:
 
         # Pods matter only while tracks can change (a canary exists, or a kept revision may be
         # restored); a lone stable revision's pods carry the right labels from their template.
-        with_pods = status.canary is not None or bool(status.history)
+        # With a shadow step, also to clear a stable pod's shadow annotation once the canary is gone.
+        with_pods = (
+            status.canary is not None
+            or bool(status.history)
+            or any(isinstance(step, Shadow) for step in spec.steps)
+        )
         # Analysis is an observation like the others, taken in parallel with them: a fresh result
         # when one is due (or why the spec is unusable); the plan decides what is recorded and said.
         router = router_for(name, spec)

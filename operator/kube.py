@@ -9,7 +9,14 @@ from typing import Any
 
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
-from mlrollout.operator.children import FIELD_MANAGER, LABEL_MD, LABEL_REVISION, LABEL_TRACK, LABEL_VERSION
+from mlrollout.operator.children import (
+    ANNOTATION_SHADOW,
+    FIELD_MANAGER,
+    LABEL_MD,
+    LABEL_REVISION,
+    LABEL_TRACK,
+    LABEL_VERSION,
+)
 from mlrollout.operator.model import DeploymentObs, PodObs, RouteObs, RouteParent
 from mlrollout.operator.routers import RouteWrite
 from mlrollout.operator.spec import GROUP, PLURAL, VERSION
@@ -62,7 +69,8 @@ class Kube:
         for pod in pod_list.items:
             labels = pod.metadata.labels or {}
             key = (labels.get(LABEL_VERSION, ""), labels.get(LABEL_REVISION, ""))
-            pods.append(PodObs(pod.metadata.name, key[0], key[1], labels.get(LABEL_TRACK, "")))
+            shadow = (pod.metadata.annotations or {}).get(ANNOTATION_SHADOW, "")
+            pods.append(PodObs(pod.metadata.name, key[0], key[1], labels.get(LABEL_TRACK, ""), shadow))
             if crash_looping(pod):
                 crash.add(key)
             if unschedulable(pod):
@@ -101,6 +109,15 @@ class Kube:
 
     async def apply_service(self, manifest: dict[str, Any]) -> None:
         await _server_side_apply(self.core.patch_namespaced_service, manifest)
+
+    async def annotate_pod(self, namespace: str, name: str, key: str, value: str | None) -> None:
+        """Set (or, with None, remove) one annotation of a pod; a pod that is gone needs none."""
+        try:
+            body = {"metadata": {"annotations": {key: value}}}
+            await self.core.patch_namespaced_pod(name, namespace, body, _content_type=_MERGE)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
 
     async def service_exists(self, namespace: str, name: str) -> bool:
         try:

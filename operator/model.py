@@ -512,6 +512,7 @@ class PodObs:
     version: str
     revision: str
     track: str
+    shadow: str = ""  # its mlrollout.io/shadow annotation: what it mirrors (shadow steps)
 
 
 @dataclass(frozen=True)

@@ -205,7 +205,19 @@ class SetHeaderRoute:
     headers: tuple[HeaderMatch, ...]
 
 
-Step = SetWeight | Pause | Analysis | SetHeaderRoute
+@dataclass(frozen=True)
+class Shadow:
+    """The canary's pods answer a sampled copy of live scoring requests and serve no user; the
+    stable pods compare both answers (serving/shadow.py). Only before the canary serves anyone."""
+
+    seconds: int
+    percent: int = 100  # share of scoring requests copied
+    tolerance: float = 1e-6  # relative, for numeric predictions
+    timeout_ms: int = 1000  # per socket operation of a copy
+    record_inputs: bool = False  # the disagreement sample keeps input rows (may be personal data)
+
+
+Step = SetWeight | Pause | Analysis | SetHeaderRoute | Shadow
 
 
 @dataclass(frozen=True)
@@ -376,9 +388,11 @@ def _names(raw: Any, name: str) -> list[str]:
 def _parse_step(raw: Any, index: int) -> Step:
     name = f"spec.rollout.steps[{index}]"
     step = _obj(raw, name)
-    kinds = [k for k in ("setWeight", "pause", "analysis", "setHeaderRoute") if k in step]
+    kinds = [k for k in ("setWeight", "pause", "analysis", "setHeaderRoute", "shadow") if k in step]
     if len(kinds) != 1:
-        raise InvalidSpec(f"{name}: set exactly one of setWeight, pause, analysis or setHeaderRoute")
+        raise InvalidSpec(f"{name}: set exactly one of setWeight, pause, analysis, setHeaderRoute or shadow")
+    if kinds[0] == "shadow":
+        return _parse_shadow(_obj(step["shadow"], f"{name}.shadow"), f"{name}.shadow")
     if kinds[0] == "setHeaderRoute":
         return SetHeaderRoute(_parse_headers(step["setHeaderRoute"], f"{name}.setHeaderRoute"))
     if kinds[0] == "setWeight":
@@ -387,6 +401,24 @@ def _parse_step(raw: Any, index: int) -> Step:
         duration = _str(_obj(step["pause"], f"{name}.pause").get("duration"), f"{name}.pause.duration")
         return Pause(parse_duration(duration, f"{name}.pause.duration") if duration else None)
     return Analysis()
+
+
+def _parse_shadow(body: Mapping[str, Any], name: str) -> Shadow:
+    duration = _str(body.get("duration"), f"{name}.duration", required=True)
+    assert duration is not None
+    tolerance = body.get("tolerance", 1e-6)
+    if type(tolerance) not in (int, float) or not 0 <= tolerance <= 1:
+        raise InvalidSpec(f"{name}.tolerance: a relative tolerance in [0, 1], got {tolerance!r}")
+    record = body.get("recordInputs", False)
+    if not isinstance(record, bool):
+        raise InvalidSpec(f"{name}.recordInputs: expected true or false, got {record!r}")
+    return Shadow(
+        seconds=parse_duration(duration, f"{name}.duration"),
+        percent=_int(body.get("percent"), f"{name}.percent", 1, 100, 100),
+        tolerance=float(tolerance),
+        timeout_ms=_int(body.get("timeoutMs"), f"{name}.timeoutMs", 1, 60000, 1000),
+        record_inputs=record,
+    )
 
 
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+\-.^_`|~]{1,256}$")  # an RFC 7230 token, as Gateway API
@@ -537,6 +569,20 @@ def parse_spec(raw: Mapping[str, Any]) -> Spec:
     steps = tuple(_parse_step(s, i) for i, s in enumerate(steps_raw))
     if not any(isinstance(s, SetWeight) and s.weight > 0 for s in steps):
         raise InvalidSpec("spec.rollout.steps: at least one setWeight step must be above 0")
+    serving_from = next(
+        (
+            i
+            for i, s in enumerate(steps)
+            if (isinstance(s, SetWeight) and s.weight > 0) or isinstance(s, SetHeaderRoute)
+        ),
+        len(steps),
+    )
+    late = [i for i, s in enumerate(steps) if isinstance(s, Shadow) and i > serving_from]
+    if late:
+        raise InvalidSpec(
+            f"spec.rollout.steps[{late[0]}].shadow comes after steps[{serving_from}] sends users to the "
+            "canary; shadow steps go first, while the canary serves no one"
+        )
     header_steps = [i for i, s in enumerate(steps) if isinstance(s, SetHeaderRoute)]
     if header_steps and not isinstance(router, GatewayAPIRoute):
         raise InvalidSpec(

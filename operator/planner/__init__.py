@@ -12,6 +12,7 @@ carries the plan out. Where each part lives:
 | `history.py` | roles: first deploy, canary start/drop, rollback, promotion, undo, kept history |
 | `desired.py` | Deployments and replica counts; incoming pods Ready before outgoing scale down |
 | `verdicts.py` | which analysis run is recorded, its Events, the AnalysisValid condition |
+| `shadow.py` | the shadow step's pods (outside every user-facing Service), deleted when it ends |
 | `outcome.py` | the Promoted and Settled conditions `kubectl wait` waits on, from the final status |
 | `work.py` | Plan and its parts; the typed scratch state of one pass |
 """
@@ -22,7 +23,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from mlrollout.operator.model import AliasMove, Observed, RegistryFailure, Resolution, Status
-from mlrollout.operator.planner import outcome, routing, verdicts
+from mlrollout.operator.planner import outcome, routing, shadow, verdicts
 from mlrollout.operator.planner.desired import desired
 from mlrollout.operator.planner.gate import gate, is_abandoned
 from mlrollout.operator.planner.history import (
@@ -116,7 +117,7 @@ def plan(
         w.aliases.append(w.status.pending_alias)
         w.wait(ALIAS_RETRY_SECONDS)
     route_write = routing.route(w, router)
-    deployments, deletions = desired(w, router)
+    deployments, deletions = shadow.with_shadow(w, *desired(w, router))
     return Plan(
         status=w.status,
         deployments=deployments,

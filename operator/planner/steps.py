@@ -7,9 +7,10 @@ from datetime import timedelta
 
 from mlrollout.operator.planner import verdicts
 from mlrollout.operator.planner.history import promote, rollback
+from mlrollout.operator.planner.shadow import shadow_name, shadow_replicas
 from mlrollout.operator.planner.work import WAIT_SECONDS, Work
 from mlrollout.operator.routers import TrafficRouter
-from mlrollout.operator.spec import Analysis, Pause, SetHeaderRoute, SetWeight, Step
+from mlrollout.operator.spec import Analysis, Pause, SetHeaderRoute, SetWeight, Shadow, Step
 
 
 def steady(w: Work) -> None:
@@ -116,6 +117,46 @@ def _analysis_step(w: Work, where: str) -> bool:
         return False
     w.cond("AnalysisPassed", True, "AnalysisPassed", verdict.message)
     return True
+
+
+def _shadow_step(w: Work, step: Shadow, where: str) -> bool:
+    """A shadow step: the shadow pods Ready, then the duration, then (with analysis configured) a
+    Passed verdict taken during the step. Shadow pods that crash, or never become Ready within the
+    progress deadline, roll the canary back; no user was ever served by it."""
+    canary = w.status.canary
+    assert canary is not None
+    started = w.status.step_started_at or w.obs.now
+    obs = w.obs.deployments.get(shadow_name(canary.deployment))
+    want = shadow_replicas(w.spec.serving.replicas, step.percent)
+    if obs is not None and obs.crash_looping:
+        rollback(w, "CrashLoop", f"shadow pods of canary version {canary.version} are crash-looping")
+        steady(w)
+        return False
+    if obs is None or obs.ready_replicas < want:
+        deadline = started + timedelta(seconds=w.spec.progress_deadline_seconds)
+        if w.obs.now >= deadline:
+            have = obs.ready_replicas if obs else 0
+            rollback(
+                w,
+                "ProgressDeadlineExceeded",
+                f"shadow pods of canary version {canary.version}: {have}/{want} ready after "
+                f"{w.spec.progress_deadline_seconds}s",
+            )
+            steady(w)
+            return False
+        _progressing(w, f"{where}: shadow {step.percent}% waiting for {want} shadow pods")
+        w.wait(min(WAIT_SECONDS, (deadline - w.obs.now).total_seconds()))
+        return False
+    remaining = (started + timedelta(seconds=step.seconds) - w.obs.now).total_seconds()
+    if remaining > 0:
+        _progressing(
+            w,
+            f"{where}: shadow - {step.percent}% of requests copied to version {canary.version}, "
+            f"which serves no user ({int(remaining)}s left)",
+        )
+        w.wait(remaining)
+        return False
+    return w.spec.analysis is None or _analysis_step(w, where)
 
 
 def may_promote(w: Work) -> bool:
@@ -225,6 +266,9 @@ def walk(w: Work, router: TrafficRouter, promote_intent: str | None) -> None:
                 _progressing(w, f"{where}: pause {step.seconds}s ({int(remaining)}s left)")
                 w.wait(remaining)
                 return
+        elif isinstance(step, Shadow):
+            if not _shadow_step(w, step, where):
+                return
         elif not _analysis_step(w, where):
             return
         index += 1
@@ -268,5 +312,7 @@ def describe(step: Step) -> str:
         if not step.headers:
             return "header rule cleared"
         return "header rule " + ", ".join(f"{h.name}={h.value}" for h in step.headers)
+    if isinstance(step, Shadow):
+        return f"shadow {step.percent}% for {step.seconds}s"
     assert isinstance(step, Analysis)
     return "analysis passed"

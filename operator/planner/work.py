@@ -43,6 +43,8 @@ class DesiredDeployment:
     # Not wanted any more but still serving: kept at its size until the incoming pods are Ready,
     # then deleted. Never created from scratch (it has no template here).
     draining: bool = False
+    # The canary version's shadow pods (shadow step): outside every user-facing Service.
+    shadow: bool = False
 
 
 @dataclass(frozen=True)
