@@ -263,6 +263,13 @@ def _event(raw: Mapping[str, Any]) -> EventLine:
     )
 
 
+def _event_order(raw: Mapping[str, Any]) -> tuple[str, int]:
+    """Oldest first; within one second (event times have no finer grain) in the order the API server
+    stored them (resourceVersion, an etcd revision: opaque by contract, increasing in practice)."""
+    rv = str((raw.get("metadata") or {}).get("resourceVersion") or "0")
+    return fmt_time(_event(raw).at) or "", int(rv) if rv.isdigit() else 0
+
+
 def snapshot(
     md: Mapping[str, Any],
     deployments: Sequence[Mapping[str, Any]] = (),
@@ -312,7 +319,7 @@ def snapshot(
         revisions=_revisions(st, deployments, pods),
         analysis=_analysis(raw_status.get("lastAnalysis")),
         conditions=st.conditions,
-        events=tuple(sorted((_event(e) for e in events), key=lambda e: (fmt_time(e.at) or "", e.reason))),
+        events=tuple(_event(e) for e in sorted(events, key=_event_order)),
         outcome=decided[0] if decided else None,
     )
 

@@ -507,3 +507,19 @@ def test_a_registered_subcommand_gets_options_help_and_completion(capsys: pytest
             register("diff-test", COMMANDS["diff-test"])
     finally:
         del COMMANDS["diff-test"]
+
+
+def test_events_of_one_second_keep_the_order_the_api_server_stored_them() -> None:
+    same = at(1)
+    raw = [
+        {"reason": "Promoted", "lastTimestamp": same, "metadata": {"resourceVersion": "120"}},
+        {"reason": "StepCompleted", "lastTimestamp": same, "metadata": {"resourceVersion": "99"}},
+        {"reason": "Available", "lastTimestamp": same, "metadata": {"resourceVersion": "121"}},
+        {"reason": "CanaryStarted", "lastTimestamp": at(2), "metadata": {"resourceVersion": "500"}},
+    ]
+    assert [e.reason for e in snapshot(MD, events=raw).events] == [
+        "CanaryStarted",
+        "StepCompleted",
+        "Promoted",
+        "Available",
+    ]
