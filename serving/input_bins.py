@@ -13,6 +13,7 @@ Counting never fails a request: a value that cannot be binned counts as missing.
 from __future__ import annotations
 
 import atexit
+import bisect
 import logging
 import math
 import os
@@ -23,7 +24,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from mlrollout.serving.model import LoadedModel
-from mlrollout.serving.parsing import Batch
+from mlrollout.serving.parsing import Batch, Table
 from mlrollout.serving.profile import MAX_LABEL_CHARS, FeatureProfile, Profile
 from mlrollout.serving.schema import InputSchema
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -34,6 +35,8 @@ BINS = "mlrollout_input_bin"  # counter family; samples end in _total
 REFERENCE = "mlrollout_input_reference_share"
 PROFILED = "mlrollout_input_profile_features"
 FLUSH_SECONDS = 1.0
+SMALL_BATCH = 8  # rows up to which pure Python beats numpy's per-call overhead
+MAX_PENDING = 100_000  # unflushed batches before a request flushes itself
 IDENTITY = ("model", "model_version", "track")
 
 
@@ -52,7 +55,9 @@ class InputBins:
         features = [f for f in profile.features if f.name in schema.name_set]
         self.features: tuple[FeatureProfile, ...] = tuple(features)
         self.width = max((len(f.labels) for f in features), default=1)
-        self._acc = np.zeros(len(features) * self.width, dtype=np.int64)
+        # Cells (feature * width + bin) of rows not yet flushed: arrays or lists, summed at flush time,
+        # so a request only appends (list.append is atomic; the lock guards the swap at flush).
+        self._pending: list[Any] = []
         self._lock = threading.Lock()
         counter = Counter(
             BINS, "Scored rows by profiled feature and bin.", (*IDENTITY, "feature", "bin"), registry=registry
@@ -76,14 +81,18 @@ class InputBins:
         )
         self._numeric: list[tuple[int, int, int]] = []  # (feature index, column in the numeric matrix, edges)
         self._categorical: list[tuple[int, int, dict[str, int], int]] = []
+        # Small batches (a 1-row request) skip numpy: bisect on the cut points per value.
+        self._small: list[tuple[int, int, list[float] | None, dict[str, int], int]] = []
         for i, f in enumerate(features):
             position = schema.positions[f.name]
             if f.kind == "numeric" and not schema.columns[position].is_string:
                 column = position if numeric_positions is None else numeric_positions[position]
                 self._numeric.append((i, column, len(f.edges)))
+                self._small.append((i * self.width, position, list(f.edges), {}, len(f.edges) + 2))
             else:
                 index = {c: j for j, c in enumerate(f.categories)} if f.kind == "categorical" else {}
                 self._categorical.append((i, position, index, len(f.labels)))
+                self._small.append((i * self.width, position, None, index, len(f.labels)))
         edges = np.full((len(self._numeric), max((n for *_, n in self._numeric), default=0)), np.inf)
         for row, (i, _, n) in enumerate(self._numeric):
             edges[row, :n] = features[i].edges
@@ -96,18 +105,40 @@ class InputBins:
 
     def observe(self, batch: Batch, schema: InputSchema) -> None:
         try:
-            cells = self._cells(batch, schema)
+            values = batch.values
+            cells = self._small_cells(values) if len(values) <= SMALL_BATCH else self._cells(batch, schema)
         except Exception:  # never fail scoring for monitoring; say it once per process
             if not getattr(self, "_warned", False):
                 log.exception("input drift counting failed; live input bins are incomplete")
                 self._warned = True
             return
-        counts = np.bincount(cells, minlength=len(self._acc))
+        if self._flusher_pid != os.getpid():
+            self._start_flusher()
+        self._pending.append(cells)
+        if len(self._pending) > MAX_PENDING:  # the flusher fell behind: bound the memory
+            self.flush()
+
+    def _start_flusher(self) -> None:
         with self._lock:
-            self._acc += counts
-            if self._flush_seconds is not None and self._flusher_pid != os.getpid():
-                self._flusher_pid = os.getpid()
-                _start_flusher(self, self._flush_seconds)
+            if self._flusher_pid == os.getpid():
+                return
+            self._flusher_pid = os.getpid()
+            self._pending = []  # counted by the parent process, whose flusher reports them
+        if self._flush_seconds is not None:
+            _start_flusher(self, self._flush_seconds)
+
+    def _small_cells(self, values: Table) -> list[int]:
+        cells: list[int] = []
+        for row in values.tolist() if isinstance(values, np.ndarray) else values:
+            for base, position, edges, index, size in self._small:
+                v = row[position]
+                if _absent(v):
+                    cells.append(base + size - 1)
+                elif edges is not None:
+                    cells.append(base + bisect.bisect_right(edges, v))
+                else:
+                    cells.append(base + index.get(_text(v), size - 2))
+        return cells
 
     def _cells(self, batch: Batch, schema: InputSchema) -> npt.NDArray[np.int64]:
         parts: list[npt.NDArray[np.int64]] = []
@@ -134,7 +165,11 @@ class InputBins:
 
     def flush(self) -> None:
         with self._lock:
-            counts, self._acc = self._acc, np.zeros_like(self._acc)
+            pending, self._pending = self._pending, []
+        if not pending:
+            return
+        flat = np.concatenate([np.asarray(p, dtype=np.int64) for p in pending])
+        counts = np.bincount(flat, minlength=len(self.features) * self.width)
         for cell in np.flatnonzero(counts).tolist():
             child = self._children.get(cell)
             if child is None:  # bound on first use: only bins ever hit get a series

@@ -193,3 +193,36 @@ def test_a_numeric_only_schema_bins_the_float_matrix() -> None:
         for f, b in (("a", "0"), ("a", "3"), ("b", "1"), ("b", MISSING))
     }
     assert got == {("a", "0"): 1.0, ("a", "3"): 1.0, ("b", "1"): 1.0, ("b", MISSING): 1.0}
+
+
+def test_one_row_requests_count_as_a_large_batch_does(profiled: LoadedModel) -> None:
+    """Small batches take a pure-Python path (bisect, dict lookups), large ones numpy: same cells."""
+    assert profiled.profile is not None
+    frame, _, _ = churn_frame(300, seed=11)
+    frame.loc[:4, "monthly_charges"] = np.nan
+    frame.loc[5:9, "region"] = None
+    frame.loc[10:14, "region"] = "mars"
+    values = frame[CATEGORICAL_FRAME_COLUMNS].to_numpy(dtype=object)
+    values[:5, CATEGORICAL_FRAME_COLUMNS.index("monthly_charges")] = np.nan
+
+    def counted(batches: list[Any]) -> dict[tuple[str, str], float]:
+        registry = CollectorRegistry()
+        bins = InputBins(profiled.profile, profiled.schema, IDENT, registry, flush_seconds=None)  # type: ignore[arg-type]
+        for b in batches:
+            bins.observe(Batch(b), profiled.schema)
+        bins.flush()
+        return {
+            (s.labels["feature"], s.labels["bin"]): s.value
+            for metric in registry.collect()
+            if metric.name == BINS
+            for s in metric.samples
+            if s.name.endswith("_total")
+        }
+
+    one_by_one = counted([values[i : i + 1] for i in range(len(values))])
+    at_once = counted([values])
+    assert one_by_one == at_once
+    assert at_once[("monthly_charges", MISSING)] == 5
+    assert at_once[("region", MISSING)] == 5
+    assert at_once[("region", OTHER)] == 5
+    assert sum(v for (f, _), v in at_once.items() if f == "plan") == 300
