@@ -31,6 +31,7 @@ from mlrollout.operator.children import LABEL_MD
 from mlrollout.operator.kube import Kube
 from mlrollout.operator.model import Condition, Observed, RegistryFailure, Resolution, RouteObs, Status
 from mlrollout.operator.planner import Event, needs_resolution, plan, router_for
+from mlrollout.operator.planner.shadow import current_shadow
 from mlrollout.operator.registry import RegistryPool
 from mlrollout.operator.spec import GROUP, PLURAL, VERSION, InvalidSpec, Shadow, parse_spec
 
@@ -194,7 +195,9 @@ async def reconcile(body: kopf.Body, *, raise_invalid: bool) -> float | None:
         answer, (deployments, pods), tick, route = await asyncio.gather(
             ask_registry(),
             rt.kube.observe(namespace, name, with_pods=with_pods),
-            rt.analysis.tick(namespace, name, spec.analysis, status, now),
+            rt.analysis.tick(
+                namespace, name, spec.analysis, status, now, shadow=current_shadow(spec, status) is not None
+            ),
             ask_route(),
         )
         observed = Observed(

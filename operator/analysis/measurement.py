@@ -39,6 +39,7 @@ UNITS: dict[MetricKind, str] = {
     MetricKind.LIVE_RMSE: "feedback labels",
     MetricKind.LIVE_MAE: "feedback labels",
     MetricKind.INPUT_DRIFT: "rows",
+    MetricKind.AGREEMENT: "rows compared",
 }
 
 

@@ -12,7 +12,7 @@ Series names and labels are the contract in METRICS_CONTRACT.md, gathered in `Se
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -40,6 +40,11 @@ class SeriesNames:
     input_bins: str = "mlrollout_input_bin_total"  # counter {feature, bin}
     input_reference: str = "mlrollout_input_reference_share"  # gauge {feature, bin}
     input_profiled: str = "mlrollout_input_profile_features"  # gauge
+    # Shadow steps: what the stable pods measured about the copies they sent the canary (serving/shadow.py).
+    shadow_requests: str = "mlrollout_shadow_requests_total"  # counter {shadow_version, outcome}
+    shadow_rows: str = "mlrollout_shadow_rows_total"  # counter {shadow_version, result: agree|disagree}
+    shadow_latency: str = "mlrollout_shadow_duration_seconds"  # histogram {shadow_version}
+    shadow_version_label: str = "shadow_version"
     feature_label: str = "feature"
     bin_label: str = "bin"
     endpoint_label: str = "endpoint"
@@ -67,6 +72,9 @@ class AnalysisTarget:
     model_deployment: str
     canary_version: str | None = None
     stable_version: str | None = None
+    # The canary is on a shadow step: it serves no user, so its error rate and latency are those of
+    # the stable pods' copies to it (needs canary_version: their series name it as shadow_version).
+    shadow: bool = False
 
     def __post_init__(self) -> None:
         if not self.namespace or not self.model_deployment:
@@ -85,6 +93,7 @@ class Quantity(StrEnum):
     SQUARED_ERROR = "squaredError"
     ABSOLUTE_ERROR = "absoluteError"
     INPUT_BINS = "inputBins"
+    SHADOW_ROWS = "shadowRows"
     INPUT_REFERENCE = "inputReference"
     INPUT_PROFILED = "inputProfiled"
 
@@ -97,6 +106,7 @@ NEEDS: Mapping[MetricKind, tuple[Quantity, ...]] = {
     MetricKind.LIVE_RMSE: (Quantity.REGRESSION_FEEDBACK, Quantity.SQUARED_ERROR),
     MetricKind.LIVE_MAE: (Quantity.REGRESSION_FEEDBACK, Quantity.ABSOLUTE_ERROR),
     MetricKind.INPUT_DRIFT: (Quantity.INPUT_PROFILED, Quantity.INPUT_REFERENCE, Quantity.INPUT_BINS),
+    MetricKind.AGREEMENT: (Quantity.SHADOW_ROWS,),
 }
 
 
@@ -215,5 +225,72 @@ def build_queries(
             f"sum by ({track}, {names.class_label}) ({both('increase', names.predictions)})"
         ),
     }
+    builders.update(
+        _shadow_builders(
+            target, window, names, inference=inference, errors=errors, client_errors=client_errors
+        )
+    )
     wanted = [q for kind in kinds for q in NEEDS[kind]]
     return {q: builders[q]() for q in dict.fromkeys(wanted)}
+
+
+def _shadow_builders(
+    target: AnalysisTarget,
+    window: str,
+    names: SeriesNames,
+    *,
+    inference: tuple[str, ...],
+    errors: tuple[str, ...],
+    client_errors: tuple[str, ...],
+) -> dict[Quantity, Callable[[], str]]:
+    """Agreement, and during a shadow step the canary's side of error rate and latency, from the
+    stable pods' shadow series (selected by shadow_version, whichever pods sent the copies) and
+    labelled track="canary", joined with the stable track's own series."""
+    track = names.track_label
+    version = quote(target.canary_version or "")
+    base = (
+        f"{names.namespace_label}={quote(target.namespace)}, "
+        f"{names.model_deployment_label}={quote(target.model_deployment)}, "
+        f"{names.shadow_version_label}={version}"
+    )
+    rows = {
+        Quantity.SHADOW_ROWS: lambda: f"sum by (result) (increase({names.shadow_rows}{{{base}}}[{window}]))"
+    }
+    if not target.shadow:
+        return rows
+
+    def canary(fn: str, metric: str, matchers: str = "", by: str = "") -> str:
+        grouped = f" by ({by})" if by else ""
+        inner = f"sum{grouped} ({fn}({metric}{{{base}{matchers}}}[{window}]))"
+        return f'label_replace({inner}, {quote(track)}, {quote(CANARY)}, "", "")'
+
+    def stable(fn: str, metric: str, extra: tuple[str, ...]) -> str:
+        return f"{fn}({metric}{selector(target, STABLE, names, extra)}[{window}])"
+
+    # A dropped copy is the stable pod's queue, not the canary; every other outcome but an answer is
+    # the canary failing a request the stable version answered (a 4xx included: stable took it).
+    sent = ', outcome!="dropped"'
+    failed = ', outcome!~"answered|dropped"'
+    return {
+        **rows,
+        Quantity.REQUESTS: lambda: (
+            f"sum by ({track}) ({canary('increase', names.shadow_requests, sent)} "
+            f"or {stable('increase', names.requests, inference)})"
+        ),
+        Quantity.ERRORS: lambda: (
+            f"sum by ({track}) ({canary('increase', names.shadow_requests, failed)} "
+            f"or {stable('increase', names.requests, errors)})"
+        ),
+        Quantity.CLIENT_ERRORS: lambda: (
+            f"sum by ({track}) ({stable('increase', names.requests, client_errors)})"
+        ),
+        Quantity.LATENCY_COUNT: lambda: (
+            f"sum by ({track}) ({canary('increase', names.shadow_latency + '_count')} "
+            f"or {stable('increase', names.latency + '_count', inference)})"
+        ),
+        Quantity.LATENCY_P99: lambda: (
+            f"histogram_quantile(0.99, sum by ({track}, le) "
+            f"({canary('rate', names.shadow_latency + '_bucket', by='le')} "
+            f"or {stable('rate', names.latency + '_bucket', inference)}))"
+        ),
+    }

@@ -59,7 +59,28 @@ def derive(
         return {t: _regression_error(results, t, names, Quantity.ABSOLUTE_ERROR) for t in TRACKS}
     if kind is MetricKind.INPUT_DRIFT:
         return _input_drift(results, names)
+    if kind is MetricKind.AGREEMENT:
+        return _agreement(results)
     return _drift(results, names)
+
+
+def _agreement(results: Results) -> dict[str, Reading]:
+    """Rows both versions answered in the window, and the share where they agree: the canary's
+    reading (stable has no value of its own: agreement already compares the canary with stable)."""
+    rows = _get(results, Quantity.SHADOW_ROWS)
+    if isinstance(rows, str):
+        return {t: Reading(None, 0, rows) for t in TRACKS}
+    counts: dict[str, float] = {}
+    for s in rows:
+        if not math.isnan(s.value):
+            result = s.labels.get("result", "")
+            counts[result] = counts.get(result, 0.0) + max(0.0, s.value)
+    if not counts:
+        problem = "no shadow comparisons in the window (no copies answered yet, or stable pods not scraped)"
+        return {t: Reading(None, 0, problem) for t in TRACKS}
+    total = sum(counts.values())
+    share = counts.get("agree", 0.0) / total if total > 0 else None
+    return {CANARY: Reading(share, _count(total)), STABLE: Reading(None, _count(total))}
 
 
 def _get(results: Results, quantity: Quantity) -> Sequence[Sample] | str:

@@ -78,11 +78,20 @@ class AnalysisRunner:
         return self._clients[key]
 
     async def tick(
-        self, namespace: str, name: str, raw: Mapping[str, Any] | None, status: Status, now: datetime
+        self,
+        namespace: str,
+        name: str,
+        raw: Mapping[str, Any] | None,
+        status: Status,
+        now: datetime,
+        *,
+        shadow: bool = False,
     ) -> Tick:
         """Never raises for Prometheus trouble (that is an Inconclusive result) nor for a bad spec
-        (that is an AnalysisInvalid result)."""
-        due = next_analysis(namespace, name, raw, status, now, default_prometheus=self.default_prometheus)
+        (that is an AnalysisInvalid result). `shadow`: the canary is on a shadow step."""
+        due = next_analysis(
+            namespace, name, raw, status, now, default_prometheus=self.default_prometheus, shadow=shadow
+        )
         if isinstance(due, AnalysisInvalid):
             return Tick(None, due, None, f"invalid analysis spec: {due.message}")
         if not isinstance(due, Due):

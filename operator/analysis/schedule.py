@@ -9,14 +9,14 @@ rolled-back version) starts clean.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from mlrollout.operator.model import AnalysisInvalid, Status
 
 from .promql import AnalysisTarget
-from .spec import AnalysisSpec, AnalysisSpecError
+from .spec import AnalysisSpec, AnalysisSpecError, applies
 from .state import AnalysisState
 
 
@@ -54,9 +54,11 @@ def next_analysis(
     now: datetime,
     *,
     default_prometheus: str | None = None,
+    shadow: bool = False,
 ) -> Due | NotDue | AnalysisInvalid:
     """Due when analysis is configured and valid, a canary exists and the interval since the last
-    run about this canary revision has passed."""
+    run about this canary revision has passed. `shadow`: the canary is on a shadow step (only the
+    metrics that apply there are measured, on the stable pods' copies to it)."""
     spec = parse(raw, default_prometheus)
     if spec is None:
         return NotDue("spec.rollout.analysis is not set", None)
@@ -75,10 +77,15 @@ def next_analysis(
     if due_at is not None and now < due_at:
         wait = (due_at - now).total_seconds()
         return NotDue(f"next analysis of canary {canary.version} in {wait:.1f}s", wait)
+    metrics = tuple(m for m in spec.metrics if applies(m.kind, shadow=shadow))
+    if not metrics:
+        where = "during a shadow step" if shadow else "outside shadow steps"
+        return NotDue(f"no metric of spec.rollout.analysis is measured {where}", spec.interval_seconds)
     target = AnalysisTarget(
         namespace,
         name,
         canary_version=canary.version,
         stable_version=status.stable.version if status.stable else None,
+        shadow=shadow,
     )
-    return Due(spec, target, state, canary.serving_hash)
+    return Due(replace(spec, metrics=metrics), target, state, canary.serving_hash)

@@ -29,6 +29,7 @@ class MetricKind(StrEnum):
     LIVE_RMSE = "liveRMSE"  # regressors: root mean squared error of predictions against /feedback labels
     LIVE_MAE = "liveMAE"  # regressors: mean absolute error, the same way
     INPUT_DRIFT = "inputDrift"  # PSI of live inputs vs the version's training profile, worst feature
+    AGREEMENT = "agreement"  # shadow steps: share of rows where the canary's prediction equals stable's
 
 
 class Direction(StrEnum):
@@ -48,11 +49,22 @@ DIRECTIONS: Mapping[MetricKind, Direction] = {
     MetricKind.LIVE_RMSE: Direction.AT_MOST,
     MetricKind.LIVE_MAE: Direction.AT_MOST,
     MetricKind.INPUT_DRIFT: Direction.AT_MOST,
+    MetricKind.AGREEMENT: Direction.AT_LEAST,
 }
 
 
 # The bound's key says the direction, as in the CRD: lower-is-better metrics take max, F1 takes min.
 BOUND_KEYS: Mapping[Direction, str] = {Direction.AT_MOST: "max", Direction.AT_LEAST: "min"}
+
+# During a shadow step the canary answers only the stable pods' copies: agreement, and its error rate
+# and latency on those copies, are measured; outside one, agreement has nothing to measure. The other
+# metrics need users' traffic or labels the canary does not get while in shadow.
+SHADOW_METRICS = frozenset({MetricKind.AGREEMENT, MetricKind.ERROR_RATE, MetricKind.LATENCY_P99_MS})
+
+
+def applies(kind: MetricKind, *, shadow: bool) -> bool:
+    """Whether a metric is measured in this phase of the rollout (a shadow step or not)."""
+    return kind in SHADOW_METRICS if shadow else kind is not MetricKind.AGREEMENT
 
 
 class InconclusivePolicy(StrEnum):
@@ -92,13 +104,20 @@ class MetricSpec:
         _check_finite(self.threshold, bound)
         if self.threshold < 0:
             raise AnalysisSpecError(f"{bound} must be >= 0, got {self.threshold}")
-        if self.kind in (MetricKind.ERROR_RATE, MetricKind.LIVE_F1) and self.threshold > 1:
+        if (
+            self.kind in (MetricKind.ERROR_RATE, MetricKind.LIVE_F1, MetricKind.AGREEMENT)
+            and self.threshold > 1
+        ):
             raise AnalysisSpecError(f"{bound} is a fraction in [0, 1], got {self.threshold}")
         if self.max_regression is not None:
             if self.kind is MetricKind.PREDICTION_DRIFT:
                 # Drift already compares canary with stable; a stable-relative drift has no meaning.
                 raise AnalysisSpecError(
                     f"{where}.maxRegression is not allowed: drift is already canary vs stable"
+                )
+            if self.kind is MetricKind.AGREEMENT:
+                raise AnalysisSpecError(
+                    f"{where}.maxRegression is not allowed: agreement is already canary vs stable"
                 )
             if self.kind is MetricKind.INPUT_DRIFT:
                 raise AnalysisSpecError(

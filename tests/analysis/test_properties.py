@@ -34,9 +34,10 @@ readings = st.builds(
 @st.composite
 def metric_specs(draw: st.DrawFn) -> MetricSpec:
     kind = draw(st.sampled_from(list(MetricKind)))
-    bounded = kind in (MetricKind.ERROR_RATE, MetricKind.LIVE_F1)
+    bounded = kind in (MetricKind.ERROR_RATE, MetricKind.LIVE_F1, MetricKind.AGREEMENT)
     threshold = draw(st.floats(0, 1) if bounded else finite)
-    relative = kind not in (MetricKind.PREDICTION_DRIFT, MetricKind.INPUT_DRIFT)  # drifts have their own base
+    # drifts and agreement have their own base
+    relative = kind not in (MetricKind.PREDICTION_DRIFT, MetricKind.INPUT_DRIFT, MetricKind.AGREEMENT)
     regression = draw(st.one_of(st.none(), finite)) if relative else None
     return MetricSpec(kind, threshold, regression)
 
