@@ -5,6 +5,7 @@ plugin takes `-n`, `--context` and `--kubeconfig` itself and hands them back to 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -14,6 +15,9 @@ from typing import Any
 RESOURCE = "modeldeployments.mlrollout.io"
 LABEL_MD = "mlrollout.io/model-deployment"  # children.LABEL_MD (not imported: kopf-free plugin)
 CALL_TIMEOUT = 60.0
+_KLOG = re.compile(
+    r"^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ "
+)  # client-go's log lines, e.g. "E1201 23:39:26.779236 ..."
 
 
 class PluginError(RuntimeError):
@@ -22,6 +26,14 @@ class PluginError(RuntimeError):
 
 class NotFound(PluginError):
     pass
+
+
+def kubectl_error(stderr: str) -> str:
+    """kubectl's own message without client-go's log lines (an unreachable server logs the same
+    retry five times before saying so)."""
+    lines = [line for line in stderr.strip().splitlines() if line.strip()]
+    kept = [line for line in lines if not _KLOG.match(line)]
+    return "\n".join(kept or lines[-1:])
 
 
 @dataclass(frozen=True)
@@ -46,7 +58,7 @@ class Kubectl:
         except subprocess.TimeoutExpired as exc:
             raise PluginError(f"kubectl {' '.join(args)} did not answer in {CALL_TIMEOUT:.0f}s") from exc
         if proc.returncode != 0:
-            message = proc.stderr.strip() or f"kubectl {' '.join(args)} failed"
+            message = kubectl_error(proc.stderr) or f"kubectl {' '.join(args)} failed"
             if "(NotFound)" in message:
                 raise NotFound(message.removeprefix("Error from server (NotFound): "))
             raise PluginError(message.removeprefix("error: "))

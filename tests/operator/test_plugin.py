@@ -523,3 +523,21 @@ def test_events_of_one_second_keep_the_order_the_api_server_stored_them() -> Non
         "Promoted",
         "Available",
     ]
+
+
+def test_kubectl_errors_lose_client_go_log_lines() -> None:
+    from mlrollout.operator.plugin.kubectl import kubectl_error
+
+    noisy = (
+        'E1201 23:39:26.779236   16040 memcache.go:265] "Unhandled Error" err="couldn\'t get ..."\n'
+        'E1201 23:39:26.781035   16040 memcache.go:265] "Unhandled Error" err="couldn\'t get ..."\n'
+        "The connection to the server localhost:8080 was refused - did you specify the right host or port?\n"
+    )
+    assert kubectl_error(noisy) == (
+        "The connection to the server localhost:8080 was refused - did you specify the right host or port?"
+    )
+    only_logs = 'E1201 23:39:26.779236   16040 x.go:1] "a"\nE1201 23:39:27.000001   16040 x.go:1] "b"\n'
+    assert kubectl_error(only_logs) == 'E1201 23:39:27.000001   16040 x.go:1] "b"'
+    assert kubectl_error('Error from server (NotFound): md "x" not found\n') == (
+        'Error from server (NotFound): md "x" not found'
+    )
