@@ -12,6 +12,7 @@ started right after `kubectl apply` never reports the previous rollout's result.
 from __future__ import annotations
 
 import re
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -40,6 +41,13 @@ def parse_duration(text: str) -> float:
         raise ValueError(f"invalid duration {text!r} (examples: 90s, 5m, 1h30m)")
     scale = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
     return sum(float(n) * scale[u] for n, u in parts)
+
+
+def fit(text: str, size: tuple[int, int]) -> str:
+    """The view cut to the terminal (columns, lines), so a redraw never wraps or scrolls."""
+    columns, lines = size
+    rows = [row if len(row) < columns else row[: max(columns - 2, 1)] + "…" for row in text.splitlines()]
+    return "\n".join(rows[: max(lines - 1, 1)])
 
 
 @dataclass
@@ -115,7 +123,8 @@ class Watch:
                         last_doc = doc
                 elif tty:
                     title = f"kubectl mlrollout status {self.name} --watch  (every {self.interval:g}s)"
-                    self.out.write(f"{CLEAR}{title}  {fmt_time(self.now())}\n\n{frame(snap, self.now())}\n")
+                    view = f"{title}  {fmt_time(self.now())}\n\n{frame(snap, self.now())}"
+                    self.out.write(CLEAR + fit(view, shutil.get_terminal_size((120, 50))) + "\n")
                 else:
                     for line in lines.update(snap):
                         print(line, file=self.out)

@@ -541,3 +541,10 @@ def test_kubectl_errors_lose_client_go_log_lines() -> None:
     assert kubectl_error('Error from server (NotFound): md "x" not found\n') == (
         'Error from server (NotFound): md "x" not found'
     )
+
+
+def test_the_terminal_view_is_cut_to_the_terminal() -> None:
+    from mlrollout.operator.plugin.watch import fit
+
+    assert fit("short\n" + "x" * 30 + "\nthird\nfourth", (20, 3)) == "short\n" + "x" * 18 + "…"
+    assert fit("a\nb", (80, 24)) == "a\nb"
