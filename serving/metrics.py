@@ -35,6 +35,10 @@ SQUARED_ERROR = "mlrollout_regression_squared_error"
 ABSOLUTE_ERROR = "mlrollout_regression_absolute_error"
 MAX_CLASS_LABELS = 64  # predicted labels per process for a model without known classes
 OTHER_CLASS = "other"
+# Shadow mode (serving/shadow.py): on the mirroring pods, by the shadow's version.
+SHADOW_REQUESTS = "mlrollout_shadow_requests"  # copies by outcome
+SHADOW_ROWS = "mlrollout_shadow_rows"  # compared rows by result (agree/disagree)
+SHADOW_DURATION = "mlrollout_shadow_duration_seconds"  # the shadow's answer time
 
 
 @dataclass(frozen=True)

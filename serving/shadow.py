@@ -29,7 +29,14 @@ from typing import Any
 
 import numpy.typing as npt
 import orjson
-from mlrollout.serving.metrics import IDENTITY, REQUEST_BUCKETS, Identity
+from mlrollout.serving.metrics import (
+    IDENTITY,
+    REQUEST_BUCKETS,
+    SHADOW_DURATION,
+    SHADOW_REQUESTS,
+    SHADOW_ROWS,
+    Identity,
+)
 from mlrollout.serving.shadow_compare import UnreadableAnswer, compare, predictions_of
 from mlrollout.serving.shadow_settings import SettingsFile, ShadowSettings
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -49,19 +56,19 @@ class ShadowMetrics:
         reg: Any = registry if registry is not None else REGISTRY
         self._ident = identity.labels()
         self.requests = Counter(
-            "mlrollout_shadow_requests",
+            SHADOW_REQUESTS,
             "Copies of scoring requests for the shadow version, by outcome.",
             (*IDENTITY, "shadow_version", "outcome"),
             registry=reg,
         )
         self.rows = Counter(
-            "mlrollout_shadow_rows",
+            SHADOW_ROWS,
             "Rows answered by both versions, by whether the two predictions agree.",
             (*IDENTITY, "shadow_version", "result"),
             registry=reg,
         )
         self.latency = Histogram(
-            "mlrollout_shadow_duration_seconds",
+            SHADOW_DURATION,
             "Time the shadow version took to answer a copy (answered copies).",
             (*IDENTITY, "shadow_version"),
             buckets=REQUEST_BUCKETS,

@@ -217,3 +217,19 @@ def test_every_serving_pod_reads_its_shadow_annotation_as_a_file() -> None:
         }
         env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
         assert env["MLROLLOUT_SHADOW_CONFIG"] == "/etc/mlrollout/shadow/shadow.json"
+
+
+def test_the_shadow_example_is_a_valid_spec() -> None:
+    import yaml
+
+    path = Path(__file__).parents[2] / "examples" / "shadow-modeldeployment.yaml"
+    (doc,) = list(yaml.safe_load_all(path.read_text()))
+    spec = parse_spec(doc["spec"])
+    assert isinstance(spec.steps[0], Shadow)
+    assert spec.steps[0] == Shadow(600, 50, 1e-6, 1000, False)
+    assert [m["name"] for m in spec.analysis["metrics"]] == [
+        "agreement",
+        "errorRate",
+        "latencyP99Ms",
+        "liveF1",
+    ]
