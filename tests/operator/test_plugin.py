@@ -548,3 +548,28 @@ def test_the_terminal_view_is_cut_to_the_terminal() -> None:
 
     assert fit("short\n" + "x" * 30 + "\nthird\nfourth", (20, 3)) == "short\n" + "x" * 18 + "…"
     assert fit("a\nb", (80, 24)) == "a\nb"
+
+
+def test_kubectl_itself_completes_the_plugin(tmp_path: Any) -> None:
+    """kubectl (1.26+) finds kubectl_complete-mlrollout on PATH and relays its candidates."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from support.ci import unavailable
+
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        unavailable("kubectl is not on PATH")
+    bin_dir = os.path.dirname(sys.executable)  # where the console scripts of this install are
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "KUBECONFIG": str(tmp_path / "none"),
+    }
+    out = subprocess.run(
+        [kubectl, "__complete", "mlrollout", "status", "x", "-o", ""],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60, check=False,
+    ).stdout  # fmt: skip
+    assert out.splitlines() == ["json", "yaml", ":4"], out
