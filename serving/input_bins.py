@@ -62,8 +62,13 @@ class InputBins:
         counter = Counter(
             BINS, "Scored rows by profiled feature and bin.", (*IDENTITY, "feature", "bin"), registry=registry
         )
-        self._children: dict[int, Any] = {}
-        self._counter, self._identity = counter, identity
+        # Every bin's series exists from the first scrape, at 0: a series that first appears with a
+        # count loses that count to increase(), which skewed sparse bins into phantom drift.
+        self._children: dict[int, Any] = {
+            i * self.width + j: counter.labels(**identity, feature=f.name, bin=label)
+            for i, f in enumerate(features)
+            for j, label in enumerate(f.labels)
+        }
         reference = Gauge(
             REFERENCE,
             "Share of training rows per profiled feature and bin (from the version's training profile).",
@@ -171,13 +176,7 @@ class InputBins:
         flat = np.concatenate([np.asarray(p, dtype=np.int64) for p in pending])
         counts = np.bincount(flat, minlength=len(self.features) * self.width)
         for cell in np.flatnonzero(counts).tolist():
-            child = self._children.get(cell)
-            if child is None:  # bound on first use: only bins ever hit get a series
-                feature = self.features[cell // self.width]
-                child = self._children[cell] = self._counter.labels(
-                    **self._identity, feature=feature.name, bin=feature.labels[cell % self.width]
-                )
-            child.inc(int(counts[cell]))
+            self._children[cell].inc(int(counts[cell]))
 
 
 def input_bins_for(
