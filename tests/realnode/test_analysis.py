@@ -4,7 +4,8 @@ in-cluster load generator (a locust Job) calls the one Service and posts ground-
 it too. Every scenario starts from a good stable version, then brings a canary:
 
 good -> promoted; answering 500s -> rolled back; far worse live F1 -> rolled back; a regressor
-with far worse live RMSE (string columns in, numeric labels back) -> rolled back; no traffic ->
+with far worse live RMSE (string columns in, numeric labels back) -> rolled back; inputs like the
+training profile's -> inputDrift passes, shifted ones -> it fails naming the feature; no traffic ->
 Inconclusive and held; Prometheus unreachable -> Inconclusive and held. And the pod lifecycle a real
 kubelet imposes: a model that needs 60 s to load is not restarted; one that never becomes Ready is
 rolled back at its progress deadline.
@@ -38,6 +39,7 @@ from test_rollout import Md
 pytestmark = pytest.mark.realnode
 MODEL = "node-analysis"
 REGRESSOR = "node-regressor"
+PROFILED = "node-profiled"
 SLOW_LOAD_SECONDS = 60
 STUCK_DEADLINE_SECONDS = 45
 
@@ -349,11 +351,7 @@ def test_a_regressor_canary_with_much_worse_live_rmse_is_rolled_back(
 ) -> None:
     """String and numeric columns in, a number out; numeric labels posted back through the Service
     feed the error sums serving counts per predicting version, and liveRMSE judges the canary."""
-    frame, _, value = churn_frame(200, seed=2000)
-    rows = [
-        {"features": {k: (v if isinstance(v, str) else float(v)) for k, v in r.items()}, "label": float(y)}
-        for r, y in zip(frame.to_dict(orient="records"), value, strict=True)
-    ]
+    rows = churn_rows(2000)
     sc = scenario("regressor")
     regression = {
         "model": REGRESSOR,
@@ -362,6 +360,8 @@ def test_a_regressor_canary_with_much_worse_live_rmse_is_rolled_back(
         "metrics": (
             {"name": "errorRate", "max": 0.05},
             {"name": "liveRMSE", "max": 500, "maxRegression": 40},
+            # These versions logged no training profile: Inconclusive with that reason, never a pass.
+            {"name": "inputDrift", "max": 0.25},
         ),
     }
     sc.start_stable(regressors.good, **regression)
@@ -380,11 +380,73 @@ def test_a_regressor_canary_with_much_worse_live_rmse_is_rolled_back(
     assert rmse["stableValue"] < 100, rmse
     assert rmse["value"] > rmse["stableValue"] + 40, rmse
     assert record["metrics"]["errorRate"]["verdict"] != "Failed", record["metrics"]["errorRate"]
+    drift = record["metrics"]["inputDrift"]
+    assert drift["verdict"] == "Inconclusive", drift
+    assert "the canary version logged no training profile" in drift["reason"], drift
     assert status["stable"]["version"] == regressors.good.version
     assert result.failed == 0, result.summary["failures"]
     assert result.by_version.get(regressors.poor.version, 0) > 0, result.by_version
     assert set(result.summary["feedback"]) == {"200"}, result.summary["feedback"]
     assert any(e.startswith("RolledBack") for e in sc.events())
+
+
+def churn_rows(seed: int, *, tenure_shift: float = 0.0) -> list[dict[str, Any]]:
+    frame, _, value = churn_frame(200, seed=seed)
+    frame["tenure_months"] = frame["tenure_months"] + tenure_shift
+    return [
+        {"features": {k: (v if isinstance(v, str) else float(v)) for k, v in r.items()}, "label": float(y)}
+        for r, y in zip(frame.to_dict(orient="records"), value, strict=True)
+    ]
+
+
+def test_input_drift_against_the_training_profile_passes_as_trained_and_fails_shifted(
+    scenario: Any, node_mlflow: Any
+) -> None:
+    """Versions that logged a training profile (one metadata= argument): a canary receiving inputs
+    like its training data passes inputDrift and is promoted; one receiving tenures beyond anything
+    seen in training fails it, the verdict naming the feature, and is rolled back."""
+    uri = node_mlflow.tracking_uri
+    first, second, third = (
+        register_categorical_model(uri, PROFILED, kind="ridge", seed=seed, profile=True) for seed in (0, 1, 2)
+    )
+    sc = scenario("drift")
+    drift_args = {
+        "model": PROFILED,
+        "gate": {"metric": "rmse", "direction": "lowerIsBetter", "threshold": 1000},
+        # PSI over 10 bins is noisy on few rows (about (bins - 1) / rows by chance): 120 rows at least.
+        "metrics": (
+            {"name": "errorRate", "max": 0.05},
+            {"name": "inputDrift", "max": 0.3, "minSamples": 120},
+        ),
+    }
+    sc.start_stable(first, **drift_args)
+    sc.start_load(churn_rows(3000))
+    sc.set_version(second)
+    status = sc.wait(
+        "the canary with training-like inputs promoted",
+        lambda s: (s.get("stable") or {}).get("version") == second.version and not s.get("canary"),
+    )
+    as_trained = sc.stop_load()
+    passed = analysis_of(status, second)["metrics"]["inputDrift"]
+    print(f"\n[analysis] inputDrift as trained: {passed} load {as_trained.summary}")
+    assert passed["verdict"] == "Passed", passed
+    assert passed["samples"] >= 120, passed
+    assert passed["value"] < 0.3, passed
+
+    sc.start_load(churn_rows(3001, tenure_shift=150.0))  # 150-222 months: training saw 0-72
+    sc.set_version(third)
+    status = sc.wait("the canary with shifted inputs rolled back", rolled_back)
+    shifted = sc.stop_load()
+    record = analysis_of(status, third)
+    failed = record["metrics"]["inputDrift"]
+    print(f"[analysis] inputDrift shifted: {failed} load {shifted.summary}")
+    assert record["action"] == "Rollback", record
+    assert failed["verdict"] == "Failed", failed
+    assert "worst feature 'tenure_months'" in failed["reason"], failed
+    assert failed["value"] > 1.0, failed
+    assert status["stable"]["version"] == second.version
+    assert as_trained.failed == 0, as_trained.summary["failures"]
+    assert shifted.failed == 0, shifted.summary["failures"]
 
 
 def test_no_traffic_is_inconclusive_and_the_rollout_holds(scenario: Any, versions: Versions) -> None:
