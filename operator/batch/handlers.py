@@ -88,7 +88,9 @@ async def pin_model(namespace: str, spec: BatchSpec) -> tuple[dict[str, str], st
         )
     answer = await registry.resolve(ModelRef(ref.name, ref.version, ref.alias), "")
     if isinstance(answer, RegistryFailure):
-        raise kopf.TemporaryError(f"model registry: {answer.message}", delay=10)
+        if answer.temporary:
+            raise kopf.TemporaryError(f"model registry: {answer.message}", delay=10)
+        raise kopf.PermanentError(f"{answer.reason}: {answer.message}")
     return {"name": ref.name, "version": answer.version, "uri": answer.model_uri}, None
 
 
@@ -152,6 +154,10 @@ async def reconcile_batch(body: kopf.Body) -> None:
         except kopf.TemporaryError as exc:
             if status.get("message") != str(exc):
                 await _patch_status(namespace, name, {"phase": "Pending", "message": str(exc)})
+            raise
+        except kopf.PermanentError as exc:
+            await _patch_status(namespace, name, {"phase": "Failed", "message": str(exc)})
+            _post(body, [BatchEvent("Warning", "ModelNotFound", str(exc))])
             raise
         image = spec.image or md_image or os.environ.get("MLROLLOUT_BATCH_IMAGE")
         if not image:

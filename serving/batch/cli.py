@@ -13,6 +13,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import unquote, urlparse
 
-from mlrollout.serving.batch.errors import EXIT_MODEL, EXIT_OK, BatchError, BatchIOError
+from mlrollout.serving.batch.errors import EXIT_IO, EXIT_MODEL, EXIT_OK, BatchError, BatchIOError
 from mlrollout.serving.batch.output import check_output_dir, finish_shard, part_name
 from mlrollout.serving.batch.scorer import Job, Progress, score
 
@@ -38,7 +39,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--id-column", help="an input column copied to the output beside each prediction")
     p.add_argument("--shards", type=int, default=1, help="how many shards the input is split into")
     p.add_argument("--shard", type=int, help="this process's shard (default: JOB_COMPLETION_INDEX or 0)")
-    p.add_argument("--block-mb", type=float, default=8.0, help="input read per block (bounds memory)")
+    p.add_argument(
+        "--block-mb",
+        type=float,
+        default=float(os.environ.get("MLROLLOUT_BATCH_BLOCK_MB", "8")),
+        help="input read per block, bounds memory (default: MLROLLOUT_BATCH_BLOCK_MB or 8)",
+    )
     p.add_argument("--no-resume", action="store_true", help="ignore a checkpoint left by an earlier run")
     p.add_argument("--progress", choices=["auto", "bar", "log", "none"], default="auto")
     p.add_argument("--report", help="write a JSON summary (or the error) here, e.g. /dev/termination-log")
@@ -50,13 +56,23 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
     args = parser().parse_args(argv)
+    # As a pod's PID 1 an unhandled SIGTERM would be ignored until the kubelet's SIGKILL; exit at once
+    # instead (the checkpoint never points past what is on disk, so a retry resumes correctly).
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         summary = run(args)
     except BatchError as exc:
         _fail(args, exc.message)
         return exc.exit_code
+    except MemoryError:
+        _fail(args, f"out of memory with --block-mb {args.block_mb}: give it more memory or smaller blocks")
+        return EXIT_IO
     _report(args.report, summary)
     return EXIT_OK
+
+
+def _terminated(signum: int, _frame: Any) -> None:
+    raise SystemExit(128 + signum)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
