@@ -11,6 +11,7 @@ disagreements go into a bounded, recent sample (DisagreementLog) readable at
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import http.client
 import json
@@ -45,6 +46,7 @@ log = logging.getLogger("mlrollout.serving.shadow")
 SHADOW_HEADER = "X-Mlrollout-Shadow"  # marks a copy: a pod never mirrors a copy again
 OUTCOMES = ("answered", "http_error", "unreadable", "timeout", "unreachable", "dropped")
 REFRESH_SECONDS = 1.0  # how often settings are re-read and the disagreement sample written out
+MAX_SAMPLE_FILES = 16  # per pod: the live workers' samples and a few of recycled ones
 
 
 class ShadowMetrics:
@@ -114,6 +116,11 @@ class DisagreementLog:
         with open(tmp, "wb") as f:
             f.write(data)
         os.replace(tmp, path)  # readers see the old list or the new one, never half of one
+        # Recycled workers (gunicorn max_requests) leave their files: keep the newest few only.
+        files = sorted(glob.glob(os.path.join(self.directory, "disagreements-*.json")), key=_mtime)
+        for old in files[:-MAX_SAMPLE_FILES]:
+            with contextlib.suppress(OSError):
+                os.remove(old)
 
     def recent(self, limit: int) -> list[dict[str, Any]]:
         """Newest first, across every worker's file (this process' memory when there is no dir)."""
@@ -313,6 +320,13 @@ class ShadowMirror:
             if copy.rows is not None and row < len(copy.rows):
                 record["input"] = dict(zip(self.columns, _cells(copy.rows[row]), strict=False))
             self.disagreements.add(record)
+
+
+def _mtime(path: str) -> float:
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return 0.0
 
 
 def _cells(row: npt.NDArray[Any]) -> list[Any]:

@@ -308,3 +308,19 @@ def test_the_sample_is_shared_by_every_worker_process(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-P", "-c", code], check=True, timeout=60, env=os.environ.copy())
     assert [r["requestId"] for r in here.recent(10)] == ["a4", "b0", "a3"]
     assert len(list(directory.glob("disagreements-*.json"))) == 2
+
+
+def test_the_sample_keeps_the_newest_files_of_recycled_workers(tmp_path: Path) -> None:
+    directory = tmp_path / "shadow"
+    directory.mkdir()
+    for i in range(20):  # files of workers that are gone, oldest first
+        f = directory / f"disagreements-{100000 + i}.json"
+        f.write_text("[]")
+        os.utime(f, (1_000_000 + i, 1_000_000 + i))
+    log = DisagreementLog(str(directory), capacity=3)
+    log.add({"time": "2026-01-01T00:00:00.000Z", "requestId": "r", "row": 0})
+    log.flush()
+    kept = sorted(p.name for p in directory.glob("disagreements-*.json"))
+    assert len(kept) == 16
+    assert f"disagreements-{os.getpid()}.json" in kept
+    assert "disagreements-100000.json" not in kept
