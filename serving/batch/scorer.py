@@ -75,7 +75,8 @@ class Piece:
 
     table: npt.NDArray[Any]
     ids: list[str] | None
-    end: int
+    end: int  # the checkpoint's offset after this piece (a byte offset, or row groups done)
+    done: int  # input units of this shard done after it (for the progress share)
     line_of: Callable[[int], int]
 
 
@@ -109,7 +110,7 @@ def score(job: Job, model: LoadedModel, on_progress: Callable[[Progress], None] 
             out.flush()
             os.fsync(out.fileno())
             progress.rows += len(piece.table)
-            progress.done = piece.end
+            progress.done = piece.done
             write_json(
                 checkpoint,
                 {"identity": identity, "offset": piece.end, "rows": progress.rows, "outputBytes": out.tell()},
@@ -186,7 +187,7 @@ def _csv_pieces(job: Job, model: LoadedModel, offset: int | None) -> tuple[Itera
                 ) from None
             table, ids = to_table(frame, layout, model.schema, job.source, line_of)
             check(table, model.schema, model.categories, job.source, line_of)
-            yield Piece(table=table, ids=ids, end=block.end, line_of=line_of)
+            yield Piece(table=table, ids=ids, end=block.end, done=block.end - begin, line_of=line_of)
 
     return pieces(), end - begin, first - begin
 
@@ -222,6 +223,6 @@ def _parquet_pieces(job: Job, model: LoadedModel, offset: int | None) -> tuple[I
 
             table, ids = to_table(frame, layout, model.schema, job.source, row_of)
             check(table, model.schema, model.categories, job.source, row_of)
-            yield Piece(table=table, ids=ids, end=index + 1, line_of=row_of)
+            yield Piece(table=table, ids=ids, end=index + 1, done=index + 1, line_of=row_of)
 
     return pieces(), len(groups), done

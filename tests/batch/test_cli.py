@@ -298,3 +298,14 @@ def test_parquet_input(numeric_model: Path, numeric_csv: Path, tmp_path: Path) -
     assert joined.set_index("id")["prediction"].equals(
         read_csv(whole).sort_values("id").set_index("id")["prediction"]
     )
+
+
+def test_progress_counts_this_shards_bytes(numeric_model: Path, numeric_csv: Path, tmp_path: Path) -> None:
+    model = load_model(str(numeric_model))
+    shares: list[float] = []
+    job = Job(model_uri=str(numeric_model), source=str(numeric_csv), input=numeric_csv,
+              output=tmp_path / "p.csv", shard=3, shards=4, block_bytes=32 * 1024)  # fmt: skip
+    score(job, model, lambda p: shares.append(p.done / p.total))
+    assert shares == sorted(shares)
+    assert shares[0] > 0
+    assert shares[-1] == 1.0
