@@ -390,8 +390,8 @@ def test_a_regressor_canary_with_much_worse_live_rmse_is_rolled_back(
     assert any(e.startswith("RolledBack") for e in sc.events())
 
 
-def churn_rows(seed: int, *, tenure_shift: float = 0.0) -> list[dict[str, Any]]:
-    frame, _, value = churn_frame(200, seed=seed)
+def churn_rows(seed: int, *, rows: int = 200, tenure_shift: float = 0.0) -> list[dict[str, Any]]:
+    frame, _, value = churn_frame(rows, seed=seed)
     frame["tenure_months"] = frame["tenure_months"] + tenure_shift
     return [
         {"features": {k: (v if isinstance(v, str) else float(v)) for k, v in r.items()}, "label": float(y)}
@@ -413,14 +413,16 @@ def test_input_drift_against_the_training_profile_passes_as_trained_and_fails_sh
     drift_args = {
         "model": PROFILED,
         "gate": {"metric": "rmse", "direction": "lowerIsBetter", "threshold": 1000},
-        # PSI over 10 bins is noisy on few rows (about (bins - 1) / rows by chance): 120 rows at least.
+        # PSI over 10 bins is noisy on few rows (about (bins - 1) / rows by chance): 120 rows at least,
+        # and a bound well above that noise (a training-like canary read 0.22 on 161 rows of a
+        # 200-row pool, itself 0.06-0.09 from training; the shifted one 8.3).
         "metrics": (
             {"name": "errorRate", "max": 0.05},
-            {"name": "inputDrift", "max": 0.3, "minSamples": 120},
+            {"name": "inputDrift", "max": 0.4, "minSamples": 120},
         ),
     }
     sc.start_stable(first, **drift_args)
-    sc.start_load(churn_rows(3000))
+    sc.start_load(churn_rows(3000, rows=1000))
     sc.set_version(second)
     status = sc.wait(
         "the canary with training-like inputs promoted",
@@ -431,9 +433,9 @@ def test_input_drift_against_the_training_profile_passes_as_trained_and_fails_sh
     print(f"\n[analysis] inputDrift as trained: {passed} load {as_trained.summary}")
     assert passed["verdict"] == "Passed", passed
     assert passed["samples"] >= 120, passed
-    assert passed["value"] < 0.3, passed
+    assert passed["value"] < 0.4, passed
 
-    sc.start_load(churn_rows(3001, tenure_shift=150.0))  # 150-222 months: training saw 0-72
+    sc.start_load(churn_rows(3001, rows=1000, tenure_shift=150.0))  # 150-222 months: training saw 0-72
     sc.set_version(third)
     status = sc.wait("the canary with shifted inputs rolled back", rolled_back)
     shifted = sc.stop_load()
