@@ -203,7 +203,11 @@ def test_defaults_are_environment_the_operator_reads(install: list[dict[str, Any
 
 # --------------------------------------------------------------------------- monitoring
 def serving_and_operator_metric_names() -> set[str]:
-    sources = [ROOT / "serving" / "metrics.py", *sorted((ROOT / "operator").rglob("metrics.py"))]
+    sources = [
+        ROOT / "serving" / "metrics.py",
+        ROOT / "serving" / "input_bins.py",  # the training-profile bins' families
+        *sorted((ROOT / "operator").rglob("metrics.py")),
+    ]
     names: set[str] = set()
     for src in sources:
         names |= set(re.findall(r"\"(mlrollout_[a-z0-9_]+)\"", src.read_text()))
