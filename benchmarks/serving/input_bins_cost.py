@@ -1,6 +1,9 @@
-"""What counting inputs in the training profile's bins costs per request, in process (the serving core's
-invocations() path, no HTTP): the same ColumnTransformer + Ridge churn model saved with and without a
-profile, 1-row and 100-row dataframe_records bodies, runs interleaved A/B so machine noise hits both.
+"""What string columns and the training profile's input bins cost per request, in process (the serving
+core's invocations() path, no HTTP, so the model-dependent part alone): the anchor is a numeric model
+(StandardScaler + LogisticRegression on breast_cancer, 30 float columns); then a mixed-type churn model
+(ColumnTransformer: OneHotEncoder on 3 string columns, StandardScaler on 2 floats, + Ridge) saved
+without and with a training profile. 1-row and 100-row dataframe_records bodies, the three interleaved
+round by round so machine noise hits all of them.
 
     .venv/bin/python -P benchmarks/serving/input_bins_cost.py [--requests 3000] [--rounds 5]
 """
@@ -23,7 +26,7 @@ from mlrollout.serving.auth import ApiKeys
 from mlrollout.serving.config import ServingConfig
 from mlrollout.serving.loading import load_model
 from prometheus_client import CollectorRegistry
-from support.mlflow_models import churn_frame, save_categorical_model
+from support.mlflow_models import churn_frame, load_dataset, save_categorical_model
 
 
 def service(path: str) -> object:
@@ -31,6 +34,18 @@ def service(path: str) -> object:
         load_model(path, name="churn", version="1"), ServingConfig(), ApiKeys(), CollectorRegistry()
     )
     return app.extensions["mlrollout"].service
+
+
+def save_numeric_model(path: str) -> None:
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x, y, _ = load_dataset("breast_cancer")
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(x, y)
+    mlflow.sklearn.save_model(model, path, signature=infer_signature(x.head(20), model.predict(x.head(20))))
 
 
 def per_request_us(svc: object, body: bytes, requests: int) -> float:
@@ -47,22 +62,41 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
+        save_numeric_model(f"{tmp}/numeric")
         save_categorical_model(f"{tmp}/plain", "ridge")
         save_categorical_model(f"{tmp}/profiled", "ridge", profile=True)
-        services = {"no profile": service(f"{tmp}/plain"), "profile": service(f"{tmp}/profiled")}
+        services = {
+            "numeric, 30 floats (anchor)": service(f"{tmp}/numeric"),
+            "mixed, 3 strings + 2 floats": service(f"{tmp}/plain"),
+            "mixed + training profile": service(f"{tmp}/profiled"),
+        }
+        x, _, _ = load_dataset("breast_cancer")
+        print("| model | rows/request | us/request | vs anchor |\n|---|---:|---:|---:|")
         for rows in (1, 100):
             frame, _, _ = churn_frame(rows, seed=5)
-            body = orjson.dumps({"dataframe_records": frame.to_dict(orient="records")})
+            bodies = {
+                name: orjson.dumps(
+                    {
+                        "dataframe_records": (x.head(rows) if name.startswith("numeric") else frame).to_dict(
+                            orient="records"
+                        )
+                    }
+                )
+                for name in services
+            }
             n = args.requests if rows == 1 else max(1, args.requests // 10)
             times: dict[str, list[float]] = {k: [] for k in services}
             for _ in range(args.rounds):
                 for name, svc in services.items():
-                    times[name].append(per_request_us(svc, body, n))
-            base, with_bins = (statistics.median(times[k]) for k in ("no profile", "profile"))
-            print(
-                f"{rows:>3}-row: no profile {base:8.1f} us/request, profile {with_bins:8.1f} us/request, "
-                f"ratio {with_bins / base:.3f} (median of {args.rounds} interleaved rounds of {n})"
-            )
+                    times[name].append(per_request_us(svc, bodies[name], n))
+            anchor = statistics.median(times["numeric, 30 floats (anchor)"])
+            for name in services:
+                median = statistics.median(times[name])
+                print(f"| {name} | {rows} | {median:.1f} | {median / anchor:.2f}x |")
+        print(
+            f"\n(median of {args.rounds} interleaved rounds; "
+            f"{args.requests} 1-row or {args.requests // 10} 100-row calls each)"
+        )
 
 
 if __name__ == "__main__":
