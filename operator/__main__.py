@@ -64,7 +64,6 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose:  # kopf logs every handler success at INFO; our decisions are logged anyway
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     import mlrollout.operator.handlers  # noqa: F401  (registers the handlers)
-    import mlrollout.operator.batch.handlers  # noqa: F401  (BatchPrediction)
 
     kopf.run(
         standalone=args.standalone,

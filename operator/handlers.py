@@ -306,3 +306,8 @@ def on_child_deployment(body: kopf.Body, **_: Any) -> None:
         st = rt.objects[key]
         st.next_delay = 0.2  # coalesce bursts of child events into one reconcile
         st.wake.set()
+
+
+# BatchPrediction handlers register with this module (`kopf run -m mlrollout.operator.handlers`); imported
+# last because they use runtime() from here.
+import mlrollout.operator.batch.handlers  # noqa: E402, F401
