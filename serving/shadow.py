@@ -46,6 +46,7 @@ log = logging.getLogger("mlrollout.serving.shadow")
 SHADOW_HEADER = "X-Mlrollout-Shadow"  # marks a copy: a pod never mirrors a copy again
 OUTCOMES = ("answered", "http_error", "unreadable", "timeout", "unreachable", "dropped")
 REFRESH_SECONDS = 1.0  # how often settings are re-read and the disagreement sample written out
+BREAKER_SECONDS = 1.0  # after a copy met a timeout or no connection: fail copies fast this long
 MAX_SAMPLE_FILES = 16  # per pod: the live workers' samples and a few of recycled ones
 
 
@@ -140,6 +141,10 @@ class DisagreementLog:
         return records[: max(0, min(limit, self.capacity))]
 
 
+class ShadowDown(Exception):
+    """A copy met a timeout or no connection (already counted): fail the next copies fast."""
+
+
 @dataclass(frozen=True)
 class Copy:
     path: str
@@ -179,6 +184,7 @@ class ShadowMirror:
         self._settings: ShadowSettings | None = None
         self._start_lock = threading.Lock()
         self._stopped = threading.Event()
+        self._down_until = 0.0  # monotonic time until which copies fail fast (the shadow is down)
 
     # ------------------------------------------------------------------ request path
     @property
@@ -252,6 +258,12 @@ class ShadowMirror:
             s = self._settings
             if s is None:
                 continue  # shadow ended while the copy waited
+            if time.monotonic() < self._down_until:
+                # The shadow just failed to answer: fail this copy fast instead of waiting out a
+                # timeout per copy, so a dead shadow shows in its error rate at the copy rate (rather
+                # than as a few timeouts and a queue full of dropped copies); one copy a second probes.
+                self.metrics.outcome(s.version, "unreachable")
+                continue
             if conn is None or target != (s.host, s.port, s.timeout_seconds):
                 if conn is not None:
                     conn.close()
@@ -260,12 +272,17 @@ class ShadowMirror:
             try:
                 if not self._send(conn, copy, s):
                     conn.close()  # a fresh connection for the next copy
+                self._down_until = 0.0
+            except ShadowDown:
+                conn.close()
+                self._down_until = time.monotonic() + BREAKER_SECONDS
             except Exception:
                 log.exception("shadow copy of request %s could not be compared", copy.request_id)
                 conn.close()
 
     def _send(self, conn: http.client.HTTPConnection, copy: Copy, s: ShadowSettings) -> bool:
-        """Send one copy and count its outcome; False when the connection should be dropped."""
+        """Send one copy and count its outcome; False when the connection should be dropped,
+        ShadowDown when the shadow did not answer at all."""
         headers = {
             "Content-Type": copy.content_type,
             "X-Request-ID": copy.request_id,
@@ -280,10 +297,10 @@ class ShadowMirror:
             data = response.read()
         except TimeoutError:
             self.metrics.outcome(s.version, "timeout")
-            return False
+            raise ShadowDown from None
         except (OSError, http.client.HTTPException):
             self.metrics.outcome(s.version, "unreachable")
-            return False
+            raise ShadowDown from None
         seconds = time.perf_counter() - t0
         if response.status != 200:
             self.metrics.outcome(s.version, "http_error")

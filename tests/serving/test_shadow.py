@@ -227,20 +227,37 @@ def test_a_missing_shadow_costs_the_user_nothing(tmp_path: Path) -> None:
         assert stable.count("mlrollout_shadow_requests_total", outcome="answered") == 0
 
 
-def test_a_blocked_shadow_never_holds_a_user_request_and_its_copies_are_dropped(tmp_path: Path) -> None:
+def test_a_blocked_shadow_never_holds_a_user_request(tmp_path: Path) -> None:
     gate = threading.Event()
     app, _ = shadow_app(gate=gate)
     try:
         with serve(app) as shadow_url, stable_server(tmp_path, shadow_url, timeoutMs=200) as stable:
-            # The shadow answers nothing while the gate is shut: one copy in flight, 8 queued, the
-            # rest dropped; all 40 user requests are answered by stable meanwhile.
+            # The shadow answers nothing while the gate is shut; all 40 user requests are answered
+            # by stable meanwhile, and every copy ends as dropped (queue full), timeout, or failed
+            # fast after a timeout (unreachable), none answered.
             score(stable, 40)
-            assert stable.count("mlrollout_shadow_requests_total", outcome="dropped") >= 40 - 8 - 2
-            stable.wait_for(
-                "timeouts", lambda: stable.count("mlrollout_shadow_requests_total", outcome="timeout") >= 1
-            )
+
+            def failed() -> float:
+                outcomes = ("dropped", "timeout", "unreachable")
+                return sum(stable.count("mlrollout_shadow_requests_total", outcome=o) for o in outcomes)
+
+            stable.wait_for("every copy counted", lambda: failed() == 40)
+            assert stable.count("mlrollout_shadow_requests_total", outcome="timeout") >= 1
+            assert stable.count("mlrollout_shadow_requests_total", outcome="answered") == 0
     finally:
         gate.set()
+
+
+def test_after_a_failed_copy_the_next_ones_fail_fast(tmp_path: Path) -> None:
+    # Nothing listens: the first copy is refused, the copies right after it are failed without a
+    # connection attempt (so a dead shadow's error rate shows at the copy rate, not as drops).
+    with stable_server(tmp_path, "http://127.0.0.1:9") as stable:
+        score(stable, 6)
+        stable.wait_for(
+            "6 copies counted",
+            lambda: stable.count("mlrollout_shadow_requests_total", outcome="unreachable") == 6,
+        )
+        assert stable.count("mlrollout_shadow_requests_total", outcome="dropped") == 0
 
 
 def test_shadow_errors_are_counted_by_outcome(tmp_path: Path) -> None:
