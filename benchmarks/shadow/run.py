@@ -1,0 +1,185 @@
+"""Shadow benchmark: user-facing latency of a stable `mlrollout-serve` with shadow mirroring at 100%
+against the same server with shadow off, in the same run (interleaved rounds, median kept).
+
+Two real servers (gunicorn, 2 workers each, every feature on) serve the same version registered in a
+real MLflow server: the stable one, and the shadow it copies every request to. Mirroring is switched
+by rewriting the stable's settings file (what the operator's pod annotation becomes), so the same
+processes serve both modes. Load: Debian's `hey`, 1-row requests, keep-alive.
+
+Run from the repository root:  .venv/bin/python benchmarks/shadow/run.py   (~3 minutes)
+Writes benchmarks/shadow/RESULTS.md."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "benchmarks" / "serving"))
+from run import BIN, free_port, hey, register, start_registry, stop, wait_ready, write_bodies  # noqa: E402
+
+SCENARIOS = (1, 16)  # concurrent clients, 1-row requests
+SETTLE_SECONDS = 2.5  # every worker re-reads its settings file within REFRESH_SECONDS (1 s)
+
+
+def start(model_uri: str, tracking_uri: str, work: Path, name: str, **env: str) -> tuple[Any, str]:
+    port = free_port()
+    log = (work / f"{name}.log").open("ab")
+    proc = subprocess.Popen(
+        [str(BIN / "mlrollout-serve")],
+        env={
+            **os.environ,
+            "MLROLLOUT_MODEL_URI": model_uri,
+            "MLFLOW_TRACKING_URI": tracking_uri,
+            "MLROLLOUT_PORT": str(port),
+            "MLROLLOUT_HOST": "127.0.0.1",
+            "MLROLLOUT_WORKERS": "2",
+            "MLROLLOUT_API_KEYS": "bench-key",
+            "PROMETHEUS_MULTIPROC_DIR": str(work / f"prometheus-{name}"),
+            **env,
+        },
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_ready(f"{url}/readyz", proc)
+    return proc, url
+
+
+def shadow_counts(url: str) -> dict[str, float]:
+    """The stable's mlrollout_shadow_requests_total by outcome, summed over labels."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    out: dict[str, float] = {}
+    for m in re.finditer(r'^mlrollout_shadow_requests_total\{[^}]*outcome="(\w+)"[^}]*\} (\S+)$', text, re.M):
+        out[m.group(1)] = out.get(m.group(1), 0.0) + float(m.group(2))
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=6.0, help="duration of each load run")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (median kept)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="mlrollout-shadow-bench-") as tmp:
+        work = Path(tmp)
+        registry, tracking_uri = start_registry(work)
+        procs: list[Any] = [registry]
+        try:
+            model = register(tracking_uri)
+            body = write_bodies(work, model)[1]
+            settings = work / "shadow.json"
+            settings.write_text("")
+            shadow, shadow_url = start(
+                model["model_uri"],
+                tracking_uri,
+                work,
+                "shadow",
+                MLROLLOUT_TRACK="canary",
+                MLROLLOUT_MODEL_VERSION="shadow",
+            )
+            procs.append(shadow)
+            stable, stable_url = start(
+                model["model_uri"], tracking_uri, work, "stable", MLROLLOUT_SHADOW_CONFIG=str(settings)
+            )
+            procs.append(stable)
+            on = {"target": shadow_url, "version": "shadow", "percent": 100, "timeoutMs": 1000}
+            results: dict[tuple[str, int], list[tuple[float, float, float]]] = {}
+            mirrored: dict[str, float] = {}
+            for r in range(args.rounds):
+                for mode in ("off", "on") if r % 2 == 0 else ("on", "off"):
+                    settings.write_text(json.dumps(on) if mode == "on" else "")
+                    time.sleep(SETTLE_SECONDS)
+                    for clients in SCENARIOS:
+                        hey(f"{stable_url}/invocations", body, clients, 1.0)  # warm-up
+                        before = shadow_counts(stable_url)
+                        rps, p50, p99, bad = hey(f"{stable_url}/invocations", body, clients, args.seconds)
+                        if bad:
+                            raise RuntimeError(f"{bad} non-2xx answers with shadow {mode}")
+                        after = shadow_counts(stable_url)
+                        for k, v in after.items():
+                            mirrored[f"{mode}/{k}"] = (
+                                mirrored.get(f"{mode}/{k}", 0.0) + v - before.get(k, 0.0)
+                            )
+                        mirrored[f"{mode}/requests"] = (
+                            mirrored.get(f"{mode}/requests", 0.0) + rps * args.seconds
+                        )
+                        results.setdefault((mode, clients), []).append((rps, p50, p99))
+                        print(
+                            f"round {r + 1} shadow {mode:3} {clients:2} clients: {rps:7.0f} req/s "
+                            f"p50 {p50:6.2f} ms p99 {p99:6.2f} ms",
+                            flush=True,
+                        )
+            report(args, results, mirrored)
+        finally:
+            for proc in reversed(procs):
+                stop(proc)
+    return 0
+
+
+def report(
+    args: argparse.Namespace,
+    results: dict[tuple[str, int], list[tuple[float, float, float]]],
+    mirrored: dict[str, float],
+) -> None:
+    def med(mode: str, clients: int, i: int) -> float:
+        return statistics.median(v[i] for v in results[(mode, clients)])
+
+    lines = [
+        "# Shadow benchmark results",
+        "",
+        "Command: `.venv/bin/python benchmarks/shadow/run.py "
+        f"--seconds {args.seconds:g} --rounds {args.rounds}` on {platform.machine()}, "
+        f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end.",
+        "Stable and shadow: `mlrollout-serve`, 2 workers each, every feature on, the same registered "
+        "breast_cancer LogisticRegression pipeline; 1-row `dataframe_split` requests with `hey` "
+        "(keep-alive). "
+        "The anchor is shadow off, measured in the same interleaved rounds; medians of the rounds.",
+        "",
+        "| clients | shadow | req/s | p50 ms | p99 ms | p50 on/off | p99 on/off |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for clients in SCENARIOS:
+        for mode in ("off", "on"):
+            ratio50 = ratio99 = ""
+            if mode == "on":
+                ratio50 = f"{med('on', clients, 1) / med('off', clients, 1):.2f}"
+                ratio99 = f"{med('on', clients, 2) / med('off', clients, 2):.2f}"
+            lines.append(
+                f"| {clients} | {mode} | {med(mode, clients, 0):.0f} | {med(mode, clients, 1):.2f} | "
+                f"{med(mode, clients, 2):.2f} | {ratio50} | {ratio99} |"
+            )
+    sent = mirrored.get("on/answered", 0.0)
+    dropped = mirrored.get("on/dropped", 0.0)
+    copied_off = sum(v for k, v in mirrored.items() if k.startswith("off/") and k != "off/requests")
+    errors = sum(
+        v
+        for k, v in mirrored.items()
+        if k.startswith("on/") and k not in ("on/answered", "on/dropped", "on/requests")
+    )
+    lines += [
+        "",
+        f"With shadow on, the stable pods answered ~{mirrored.get('on/requests', 0):.0f} requests and copied "
+        f"{sent:.0f} of them to the shadow (answered and compared), dropped {dropped:.0f} (queue full) and "
+        f"counted {errors:.0f} shadow errors; with shadow off they copied {copied_off:.0f}.",
+        "",
+    ]
+    out = ROOT / "benchmarks" / "shadow" / "RESULTS.md"
+    out.write_text("\n".join(lines))
+    print(out.read_text())
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
