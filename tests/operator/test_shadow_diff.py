@@ -63,5 +63,5 @@ def test_table_shows_inputs_only_when_recorded() -> None:
     header, first, second = wide.splitlines()
     assert header.endswith("INPUT")
     assert first.endswith("…")
-    assert len(first[first.index("{"):]) == 60
+    assert len(first[first.index("{") :]) == 60
     assert second.endswith("-")
