@@ -34,6 +34,7 @@ TREE_UNDEFINED_FEATURE = -2
 
 log = logging.getLogger(__name__)
 
+
 class ModelLoadError(RuntimeError):
     """The model cannot be served; the message says why and what to change."""
 
