@@ -158,14 +158,14 @@ class InputBins:
         for i, position, index, size in self._categorical:
             other, missing = size - 2, size - 1
             base = i * self.width
-            column = values[:, position]
-            parts.append(
-                np.fromiter(
-                    (base + (missing if _absent(v) else index.get(_text(v), other)) for v in column),
-                    dtype=np.int64,
-                    count=len(column),
-                )
-            )
+            # Strings (the usual case) are looked up as they are; anything else goes through _cell.
+            bins = [
+                index.get(v, other)
+                if type(v) is str and len(v) <= MAX_LABEL_CHARS
+                else _cell(v, index, other, missing)
+                for v in values[:, position].tolist()
+            ]
+            parts.append(np.asarray(bins, dtype=np.int64) + base)
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
     def flush(self) -> None:
@@ -200,6 +200,10 @@ def profiled_gauge(registry: CollectorRegistry | Any, identity: dict[str, str]) 
         multiprocess_mode="max",
     )
     return gauge.labels(**identity)
+
+
+def _cell(value: Any, index: dict[str, int], other: int, missing: int) -> int:
+    return missing if _absent(value) else index.get(_text(value), other)
 
 
 def _absent(value: Any) -> bool:
