@@ -18,7 +18,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mlrollout.operator.plugin.cli import Command
+from mlrollout.operator.plugin.cli import Command, register
 from mlrollout.operator.plugin.kubectl import Kubectl, PluginError
 from mlrollout.operator.plugin.output import FORMATS, render_data
 
@@ -136,6 +136,10 @@ DIFF = Command(
     _arguments,
     reads=True,
 )
+
+
+if __name__ != "__main__":  # run as a script, the plugin package imports (and registers) this module too
+    register("diff", DIFF)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

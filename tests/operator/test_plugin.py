@@ -455,7 +455,10 @@ def spaces(k: Kubectl) -> list[str]:
 @pytest.mark.parametrize(
     ("words", "want"),
     [
-        ([""], ["status", "get", "history", "promote", "abort", "pause", "resume", "undo", "completion"]),
+        (
+            [""],
+            ["status", "get", "history", "promote", "abort", "pause", "resume", "undo", "completion", "diff"],
+        ),
         (["st"], ["status"]),
         (["status", ""], ["churn", "fraud"]),
         (["status", "f"], ["fraud"]),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from mlrollout.operator.shadow_diff import merge, stable_pods, table
 
 
@@ -65,3 +66,11 @@ def test_table_shows_inputs_only_when_recorded() -> None:
     assert first.endswith("…")
     assert len(first[first.index("{") :]) == 60
     assert second.endswith("-")
+
+
+def test_diff_is_a_plugin_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
+    from mlrollout.operator.plugin import COMMANDS, main
+
+    assert COMMANDS["diff"].reads  # so it takes -o json|yaml
+    assert main(["diff", "--help"]) == 0
+    assert "--limit" in capsys.readouterr().out
