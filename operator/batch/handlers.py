@@ -159,9 +159,12 @@ async def reconcile_batch(body: kopf.Body) -> None:
             await _patch_status(namespace, name, {"phase": "Failed", "message": str(exc)})
             _post(body, [BatchEvent("Warning", "ModelNotFound", str(exc))])
             raise
-        image = spec.image or md_image or os.environ.get("MLROLLOUT_BATCH_IMAGE")
+        image = spec.image or md_image
         if not image:
-            raise kopf.PermanentError("set spec.image (the serving image the shards run in)")
+            message = "set spec.image (the serving image the shards run in)"
+            await _patch_status(namespace, name, {"phase": "Failed", "message": message})
+            _post(body, [BatchEvent("Warning", "InvalidSpec", message)])
+            raise kopf.PermanentError(message)
         status = {"model": model | {"image": image}, "phase": "Pending"}
         await _patch_status(namespace, name, {**status, "message": None})
         _post(
