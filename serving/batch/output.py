@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 from mlrollout.serving.batch.errors import BatchInputError
 
 MANIFEST = "manifest.json"
+MARKER = re.compile(r"part-\d{5}\.json")
 SUCCESS = "_SUCCESS"
 
 
@@ -51,7 +53,9 @@ def read_json(path: Path) -> Any:
 def check_output_dir(directory: Path, identity: dict[str, Any]) -> None:
     """Refuse a directory holding parts of a different run (another input, model or shard count):
     its markers would mix into this run's manifest."""
-    for marker in sorted(directory.glob("part-*.json")):
+    # Only the shards' done-markers (part-00003.json), not a running shard's checkpoint
+    # (part-00003.csv.partial.json), whose identity also names its shard.
+    for marker in sorted(p for p in directory.glob("part-*.json") if MARKER.fullmatch(p.name)):
         found = read_json(marker)
         if isinstance(found, dict) and found.get("identity") != identity:
             raise BatchInputError(

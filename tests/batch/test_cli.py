@@ -309,3 +309,24 @@ def test_progress_counts_this_shards_bytes(numeric_model: Path, numeric_csv: Pat
     assert shares == sorted(shares)
     assert shares[0] > 0
     assert shares[-1] == 1.0
+
+
+def test_another_shards_checkpoint_is_not_another_run(
+    numeric_model: Path, numeric_csv: Path, tmp_path: Path
+) -> None:
+    """Shards run at the same time: shard 1 starts while shard 0's checkpoint is on the volume."""
+    model = load_model(str(numeric_model))
+    out = tmp_path / "parts"
+    out.mkdir()
+    base = ["--model-uri", str(numeric_model), "--input", str(numeric_csv), "--output-dir", str(out),
+            "--shards", "2", "--progress", "none"]  # fmt: skip
+    job = Job(model_uri=str(numeric_model), source=str(numeric_csv), input=numeric_csv,
+              output=out / "part-00000.csv", shard=0, shards=2, block_bytes=64 * 1024)  # fmt: skip
+
+    def stop(progress: Any) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        score(job, model, stop)
+    assert (out / "part-00000.csv.partial.json").exists()
+    assert cli.main([*base, "--shard", "1"]) == 0
