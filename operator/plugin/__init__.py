@@ -8,14 +8,15 @@
     kubectl mlrollout pause   NAME / resume NAME
     kubectl mlrollout undo    NAME [--to-version V | --to-revision R]
     kubectl mlrollout completion bash|zsh
-    kubectl mlrollout diff    NAME [--limit 20] [-o json|yaml]   # shadow disagreements (shadow_diff.py)
+    kubectl mlrollout diff    NAME [--limit 20] [-o json|yaml]   # shadow disagreements (diff.py)
 
 Everything goes through the user's `kubectl` (kubectl.py). Modules: `cli` (the subcommand table and
 `main`; `register` adds one), `snapshot` (the object, its Deployments, pods and Events as one value),
-`views` (text), `watch` (`status --watch`), `output` (`-o json|yaml`), `completion`, `intents`.
+`views` (text), `watch` (`status --watch`), `output` (`-o json|yaml`), `completion`, `intents`,
+`diff` (shadow disagreements; it registers itself, so importing this package is enough).
 """
 
-import mlrollout.operator.shadow_diff  # noqa: F401 - registers `diff` (shadow disagreements)
+from mlrollout.operator.plugin import diff as _diff  # noqa: F401 - registers `diff`
 from mlrollout.operator.plugin.cli import COMMANDS, Command, main, register
 from mlrollout.operator.plugin.intents import intent_patch, undo_patch, undo_target
 from mlrollout.operator.plugin.kubectl import PluginError

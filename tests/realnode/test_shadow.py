@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import test_analysis
 from local_cluster import LocalCluster
-from mlrollout.operator.shadow_diff import main as diff_main
+from mlrollout.operator.plugin.diff import main as diff_main
 from realpods import wait_until
 from support.mlflow_models import ModelVersionInfo, train_and_register
 from test_analysis import Scenario, analysis_of, rolled_back

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from mlrollout.operator.shadow_diff import merge, stable_pods, table
+from mlrollout.operator.plugin.diff import merge, stable_pods, table
 
 
 def pod(name: str, track: str, *, app: str = "mlrollout-serving", phase: str = "Running") -> dict[str, Any]:

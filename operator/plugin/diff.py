@@ -143,7 +143,7 @@ if __name__ != "__main__":  # run as a script, the plugin package imports (and r
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The same command on its own (`python -P -m mlrollout.operator.shadow_diff NAME`)."""
+    """The same command on its own (`python -P -m mlrollout.operator.plugin.diff NAME`)."""
     parser = argparse.ArgumentParser(prog="kubectl mlrollout diff", description=DIFF.help)
     parser.add_argument("name", metavar="NAME")
     _arguments(parser)
