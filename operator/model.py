@@ -350,6 +350,9 @@ class RouteStatus:
     ready: bool
     reason: str = ""
     message: str = ""
+    # Since when the route has served what it carries now (None while it does not): pods that just
+    # left the route keep running until the proxies had time to apply it (scaleDownDelaySeconds).
+    served_at: datetime | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -359,6 +362,7 @@ class RouteStatus:
             "ready": self.ready,
             "reason": self.reason,
             "message": self.message,
+            "servedAt": fmt_time(self.served_at),
         }
 
     @classmethod
@@ -373,6 +377,7 @@ class RouteStatus:
             ready=bool(d.get("ready")),
             reason=str(d.get("reason") or ""),
             message=str(d.get("message") or ""),
+            served_at=parse_time(d.get("servedAt")),
         )
 
 

@@ -225,12 +225,18 @@ class ReplicasRoute:
     """No proxy: the share of traffic is the share of Ready pods behind the one Service."""
 
 
+# Argo Rollouts' abortScaleDownDelaySeconds default: proxies (Traefik's provider throttle, Envoy's
+# xDS push) apply a route change some seconds after the Gateway reports it.
+SCALE_DOWN_DELAY_SECONDS = 30
+
+
 @dataclass(frozen=True)
 class GatewayAPIRoute:
     """Weights and header rules in the user's HTTPRoute `http_route` (same namespace)."""
 
     http_route: str
     canary_replicas: int | None = None  # canary pods whatever the weight; None: its share of replicas
+    scale_down_delay_seconds: int = 30  # pods that left the route keep running this long (proxies lag)
 
 
 RouterSpec = ReplicasRoute | GatewayAPIRoute
@@ -460,7 +466,8 @@ def _parse_router(raw: Any) -> RouterSpec:
     if "replicas" in router:
         _obj(router["replicas"], "spec.rollout.trafficRouter.replicas")
         return ReplicasRoute()
-    gw = _obj(router["gatewayAPI"], "spec.rollout.trafficRouter.gatewayAPI")
+    where = "spec.rollout.trafficRouter.gatewayAPI"
+    gw = _obj(router["gatewayAPI"], where)
     route = _str(gw.get("httpRoute"), "spec.rollout.trafficRouter.gatewayAPI.httpRoute", required=True) or ""
     if len(route) > 253 or not _DNS_NAME.match(route):
         raise InvalidSpec(f"spec.rollout.trafficRouter.gatewayAPI.httpRoute: {route!r} is not an object name")
@@ -470,6 +477,13 @@ def _parse_router(raw: Any) -> RouterSpec:
         canary_replicas=None
         if fixed is None
         else _int(fixed, "spec.rollout.trafficRouter.gatewayAPI.canaryReplicas", 1, 1000, 1),
+        scale_down_delay_seconds=_int(
+            gw.get("scaleDownDelaySeconds"),
+            f"{where}.scaleDownDelaySeconds",
+            0,
+            3600,
+            SCALE_DOWN_DELAY_SECONDS,
+        ),
     )
 
 

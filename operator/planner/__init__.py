@@ -77,7 +77,12 @@ _REPLICAS: TrafficRouter = ReplicasRouter()
 def router_for(md_name: str, spec: Spec) -> TrafficRouter:
     """The router spec.rollout.trafficRouter names."""
     if isinstance(spec.router, GatewayAPIRoute):
-        return GatewayAPIRouter(spec.router.http_route, md_name, spec.router.canary_replicas)
+        return GatewayAPIRouter(
+            spec.router.http_route,
+            md_name,
+            spec.router.canary_replicas,
+            scale_down_delay=spec.router.scale_down_delay_seconds,
+        )
     return _REPLICAS
 
 

@@ -10,14 +10,20 @@ wait), and Deployments that are no longer wanted but still have replicas are kep
 instead of deleted. Once the incoming side is Ready, the next pass scales the outgoing side down
 and deletes what is left. When the incoming side never becomes Ready, the outgoing side stays.
 This covers every change of which pods serve: promotion, abort, rollback at any weight (100
-included), undo, a new target mid-rollout, and each setWeight step (a surge, never a dip)."""
+included), undo, a new target mid-rollout, and each setWeight step (a surge, never a dip).
+
+With a proxy router the outgoing side also waits for the route: while a write to it is in flight,
+and for the router's scale-down delay after it is served (status.route.servedAt), since proxies
+apply a route some seconds after their Gateway reports it (an aborted canary deleted at once drew
+503s from Traefik for the header requests it still sent there)."""
 
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import timedelta
 
 from mlrollout.operator.model import DeploymentObs, RegistryFailure, Status
-from mlrollout.operator.planner.work import DesiredDeployment, TrackRole, Work
+from mlrollout.operator.planner.work import WAIT_SECONDS, DesiredDeployment, TrackRole, Work
 from mlrollout.operator.routers import TrafficRouter
 
 ROLES: tuple[TrackRole, ...] = ("stable", "canary", "retired")
@@ -74,7 +80,8 @@ def desired(w: Work, router: TrafficRouter) -> tuple[tuple[DesiredDeployment, ..
     gone = sorted(name for name in observed if name not in names)
     if isinstance(w.obs.registry, RegistryFailure):
         gone = []  # after a registry failure nothing is deleted
-    if incoming_ready(wanted, observed):
+    wait = WAIT_FOR_INCOMING if not incoming_ready(wanted, observed) else route_wait(w, router)
+    if wait is None:
         return tuple(wanted), tuple(gone)
     held: list[DesiredDeployment] = []
     for d in wanted:
@@ -90,8 +97,22 @@ def desired(w: Work, router: TrafficRouter) -> tuple[tuple[DesiredDeployment, ..
         else:
             deletions.append(name)
     if any(h.replicas != d.replicas for h, d in zip(held, wanted, strict=False)) or len(held) > len(wanted):
-        w.wait(WAIT_FOR_INCOMING)
+        w.wait(wait)
     return tuple(held), tuple(deletions)
+
+
+def route_wait(w: Work, router: TrafficRouter) -> float | None:
+    """Seconds until pods that left the route may go (None: now). A route that cannot be served at
+    all (missing, not accepted) holds nothing: no proxy sends traffic through it."""
+    route = w.status.route
+    if router.route_name is None or route is None:
+        return None
+    if not route.ready:
+        return WAIT_SECONDS if route.reason in ("", "RouteUpdating") else None
+    if route.served_at is None or router.scale_down_delay <= 0:
+        return None
+    left = (route.served_at + timedelta(seconds=router.scale_down_delay) - w.obs.now).total_seconds()
+    return left if left > 0 else None
 
 
 WAIT_FOR_INCOMING = 2.0  # seconds; the Deployment watch usually wakes the owner first

@@ -4,7 +4,12 @@ the proxy serves it (status.route, the TrafficRouted condition).
 The canary gets traffic through the route only while it has a Ready pod: a canary that is still
 starting (or crash-looping) has weight 0 and no header rule in the route, so the proxy never sends
 requests to a backend with no endpoints. Without a canary (first version, after a promotion,
-abort or rollback) the route carries weight 0 and no header rule."""
+abort or rollback) the route carries weight 0 and no header rule.
+
+status.route.servedAt says since when the route has served what it carries now: the pods that left
+it (an aborted canary, say) are kept until the proxies had `scaleDownDelaySeconds` to apply it
+(planner/desired.py), since a Gateway reporting the new generation does not mean every proxy
+replica stopped sending to the old backend."""
 
 from __future__ import annotations
 
@@ -34,7 +39,12 @@ def route(w: Work, router: TrafficRouter) -> RouteWrite | None:
     served = verdict.ok and write is None
     if write is not None and verdict.weight != weight:
         w.event("Normal", "RouteWeight", f"HTTPRoute {name}: canary weight {verdict.weight} -> {weight}")
-    shown = RouteStatus("HTTPRoute", name, verdict.weight, served, verdict.reason, verdict.message)
+    was = w.status.route
+    since = None
+    if served:
+        kept = was is not None and was.ready and was.weight == verdict.weight and was.served_at is not None
+        since = was.served_at if kept and was is not None else w.obs.now.replace(microsecond=0)
+    shown = RouteStatus("HTTPRoute", name, verdict.weight, served, verdict.reason, verdict.message, since)
     if w.status.route != shown:
         w.update(route=shown)
     if served:
@@ -42,9 +52,9 @@ def route(w: Work, router: TrafficRouter) -> RouteWrite | None:
     else:
         reason = verdict.reason or "RouteUpdating"
         message = verdict.message or f"HTTPRoute {name}: writing weight {weight}"
-        was = w.status.condition("TrafficRouted")
+        before = w.status.condition("TrafficRouted")
         # Announced once per reason; a route catching up with a write is no news.
-        if reason != "RouteUpdating" and (was is None or was.reason != reason):
+        if reason != "RouteUpdating" and (before is None or before.reason != reason):
             w.event("Warning", reason, message)
         w.cond("TrafficRouted", False, reason, message)
         w.wait(WAIT_SECONDS if canary is not None else STEADY_RECHECK_SECONDS)

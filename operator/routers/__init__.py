@@ -63,6 +63,11 @@ class TrafficRouter(Protocol):
     @property
     def supports_headers(self) -> bool: ...
 
+    @property
+    def scale_down_delay(self) -> float:
+        """Seconds the pods that left the route keep running once it is served (0: no proxy)."""
+        ...
+
     def route_write(
         self, route: RouteObs | None, weight: int, headers: tuple[HeaderMatch, ...]
     ) -> RouteWrite | None:

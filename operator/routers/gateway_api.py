@@ -175,6 +175,7 @@ class GatewayAPIRouter:
     http_route: str
     md_name: str
     fixed_canary_replicas: int | None = None
+    scale_down_delay: float = 30.0  # seconds pods that left the route keep running (proxies lag)
     name: str = "gatewayAPI"
     supports_headers: bool = True
 

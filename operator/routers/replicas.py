@@ -53,6 +53,7 @@ class ReplicasRouter:
     name: str = "replicas"
     route_name: str | None = None
     supports_headers: bool = False
+    scale_down_delay: float = 0.0  # no proxy: a pod leaves the Service when it stops being Ready
 
     def route_write(
         self, route: RouteObs | None, weight: int, headers: tuple[HeaderMatch, ...]

@@ -62,6 +62,10 @@ INVALID = [
         "spec.rollout.trafficRouter.gatewayAPI.canaryReplicas",
     ),
     (
+        _with("spec.rollout.trafficRouter", {"gatewayAPI": {"httpRoute": "r", "scaleDownDelaySeconds": -1}}),
+        "spec.rollout.trafficRouter.gatewayAPI.scaleDownDelaySeconds",
+    ),
+    (
         _with("spec.rollout.trafficRouter", {"gatewayAPI": {"httpRoute": "r"}, "replicas": {}}),
         "set exactly one router",
     ),

@@ -930,6 +930,47 @@ def test_a_header_rule_is_added_by_its_step_and_removed_on_abort() -> None:
     assert "HeaderRouteCleared" in sim.events()
 
 
+@pytest.mark.parametrize("delay", [0, 30])
+def test_an_aborted_canary_keeps_its_pods_until_the_proxies_had_the_delay_to_apply_the_route(
+    delay: int,
+) -> None:
+    router = {"gatewayAPI": {"httpRoute": "churn", "canaryReplicas": 1, "scaleDownDelaySeconds": delay}}
+    steps = [{"setWeight": 25}, {"pause": {}}]
+    sim = gateway_sim(steps)
+    serving = {"image": "serve:1", "replicas": 3}
+    sim.spec = make_spec("2", serving=serving, rollout={"steps": steps, "trafficRouter": router})
+    sim.run(4)
+    assert (sim.status.phase, route_weight(sim)) == ("Paused", 25)
+    canary = next(n for n, d in sim.deployments.items() if d.version == "2")
+    sim.spec = make_spec(
+        "2",
+        serving=serving,
+        rollout={"steps": steps, "trafficRouter": router},
+        intent={"id": "a", "abort": True},
+    )
+    sim.tick()  # the abort: weight 0 written to the route, the route not served yet
+    assert route_weight(sim) == 0
+    assert sim.deployments[canary].replicas == 1, "scaled down while the route was being written"
+    sim.tick()  # the route reads back as written: served from now on
+    route = sim.status.route
+    assert route is not None
+    assert route.ready
+    assert route.served_at is not None
+    assert sim.status.to_dict()["route"]["servedAt"] == route.served_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if delay == 0:
+        assert canary not in sim.deployments or sim.deployments[canary].replicas == 0
+        return
+    assert sim.deployments[canary].replicas == 1
+    requeue = sim.plans[-1].requeue_after
+    assert requeue is not None
+    assert requeue <= delay
+    sim.run(delay - 2)
+    assert sim.deployments[canary].replicas == 1, "gone before the delay had passed"
+    sim.run(3)
+    assert canary not in sim.deployments or sim.deployments[canary].replicas == 0
+    assert sim.status.phase == "RolledBack"
+
+
 def test_a_header_step_needs_a_router_that_routes_by_header() -> None:
     with pytest.raises(InvalidSpec, match=r"steps\[0\].setHeaderRoute needs"):
         make_spec(
@@ -949,6 +990,14 @@ def test_a_header_step_needs_a_router_that_routes_by_header() -> None:
                 "trafficRouter": {"gatewayAPI": {"httpRoute": "r"}},
             },
         )
+    with pytest.raises(
+        InvalidSpec, match=r"gatewayAPI\.scaleDownDelaySeconds: expected an integer in \[0, 3600\]"
+    ):
+        make_spec(
+            "1", rollout={"trafficRouter": {"gatewayAPI": {"httpRoute": "r", "scaleDownDelaySeconds": 4000}}}
+        )
+    default = make_spec("1", rollout={"trafficRouter": {"gatewayAPI": {"httpRoute": "r"}}}).router
+    assert getattr(default, "scale_down_delay_seconds", None) == 30
     with pytest.raises(InvalidSpec, match=r"gatewayAPI\.httpRoute"):
         make_spec("1", rollout={"trafficRouter": {"gatewayAPI": {"httpRoute": "Not_A_Name"}}})
     with pytest.raises(InvalidSpec, match="exactly one router"):

@@ -87,7 +87,11 @@ def model_deployment(
             "gate": {"metric": "f1_score", "threshold": 0.5},
             "serving": md_serving(image, tracking_uri, STABLE_PODS),
             "rollout": {
-                "trafficRouter": {"gatewayAPI": {"httpRoute": route, "canaryReplicas": 1}},
+                # Pods that leave the route stay 5 s once it is served: Traefik applies a route
+                # change after its provider throttle (2 s); deleted at once they drew 503s.
+                "trafficRouter": {
+                    "gatewayAPI": {"httpRoute": route, "canaryReplicas": 1, "scaleDownDelaySeconds": 5}
+                },
                 "steps": steps,
                 "progressDeadlineSeconds": 300,
             },
