@@ -20,10 +20,11 @@ import os
 import re
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 from cluster.helpers import Kubectl
@@ -40,28 +41,56 @@ CANARY = f"mlrollout.io/model-deployment={NAME},mlrollout.io/track=canary"
 
 
 class Background:
-    """A command started now and read later (kubectl wait, status --watch), bounded in time."""
+    """A command started now and read later (kubectl wait, status --watch), bounded in time; its
+    output is collected as it comes, so a test can wait for a line before it acts."""
 
     def __init__(self, argv: list[str], env: dict[str, str]) -> None:
         self.argv = argv
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         self.started = time.monotonic()
+        self.streams: dict[str, list[str]] = {"out": [], "err": []}
+        self.readers = [
+            threading.Thread(target=self._read, args=(pipe, self.streams[key]), daemon=True)
+            for key, pipe in (("out", self.proc.stdout), ("err", self.proc.stderr))
+        ]
+        for reader in self.readers:
+            reader.start()
+
+    @staticmethod
+    def _read(pipe: IO[str] | None, into: list[str]) -> None:
+        assert pipe is not None
+        for line in pipe:
+            into.append(line)
+
+    def text(self, key: str = "out") -> str:
+        return "".join(self.streams[key])
+
+    def wait_for_line(self, prefix: str, timeout: float) -> None:
+        """Until the command has printed a line starting with `prefix` (it saw that state)."""
+        wait_until(
+            f"{' '.join(self.argv)} to print {prefix!r}",
+            lambda: any(line.startswith(prefix) for line in self.text().splitlines()),
+            timeout,
+            0.2,
+        )
 
     def result(self, timeout: float) -> tuple[int, str, str, float]:
         try:
-            out, err = self.proc.communicate(timeout=timeout)
+            self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
-            out, err = self.proc.communicate()
+            self.stop()
             pytest.fail(
-                f"{' '.join(self.argv)} still running after {timeout:.0f}s: {out[-2000:]} {err[-2000:]}"
+                f"{' '.join(self.argv)} still running after {timeout:.0f}s: "
+                f"{self.text()[-2000:]} {self.text('err')[-2000:]}"
             )
-        return self.proc.returncode, out, err, time.monotonic() - self.started
+        for reader in self.readers:
+            reader.join(timeout=30)
+        return self.proc.returncode, self.text(), self.text("err"), time.monotonic() - self.started
 
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
-            self.proc.communicate()
+            self.proc.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -172,6 +201,9 @@ def test_status_watch_kubectl_wait_and_rollout_status_follow_real_rollouts(
     if os.environ.get("MLROLLOUT_INSPECTION_CAPTURE") and shutil.which("tmux"):
         capture_terminal(kc, Path(os.environ["MLROLLOUT_INSPECTION_CAPTURE"]))
     assert waiter.proc.poll() is None, "kubectl wait returned while the canary was paused"
+    # The watch polls (every 2 s): promote only once it has shown the pause, which it must print.
+    watcher.wait_for_line("step 2/2 pause until promoted", 60)
+    watcher.wait_for_line(f"pods stable v{v1.version} 1/1, canary v{v2.version} 1/1", 60)
     kc.plugin("promote", NAME)
     code, out, err, waited = waiter.result(300)
     assert code == 0, err
