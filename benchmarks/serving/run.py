@@ -76,9 +76,10 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(10)
 
 
-def hey(url: str, body: Path, clients: int, seconds: float) -> tuple[float, float, float, int]:
-    """req/s, p50 ms, p99 ms and non-2xx count, computed from hey's per-request CSV."""
-    out = run_hey(url, body, clients, seconds, "-o", "csv")
+def hey(url: str, body: Path, clients: int, seconds: float, *extra: str) -> tuple[float, float, float, int]:
+    """req/s, p50 ms, p99 ms and non-2xx count, computed from hey's per-request CSV (`extra`: more
+    hey flags, e.g. `-q 50` for a fixed rate per client)."""
+    out = run_hey(url, body, clients, seconds, *extra, "-o", "csv")
     rows = [line.split(",") for line in out.splitlines()[1:] if line.strip()]
     if not rows:
         raise RuntimeError(f"hey recorded no requests against {url}")

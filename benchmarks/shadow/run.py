@@ -4,7 +4,11 @@ against the same server with shadow off, in the same run (interleaved rounds, me
 Two real servers (gunicorn, 2 workers each, every feature on) serve the same version registered in a
 real MLflow server: the stable one, and the shadow it copies every request to. Mirroring is switched
 by rewriting the stable's settings file (what the operator's pod annotation becomes), so the same
-processes serve both modes. Load: Debian's `hey`, 1-row requests, keep-alive.
+processes serve both modes. Load: Debian's `hey`, 1-row requests, keep-alive: closed loops (as fast
+as answers come) and a fixed rate below capacity (what a latency target is quoted at).
+
+By default the stable server gets CPU 0 to itself and everything else (shadow server, hey, MLflow)
+shares the others, as a cluster gives the shadow pods their own CPU; `--no-pin` runs all on all cores.
 
 Run from the repository root:  .venv/bin/python benchmarks/shadow/run.py   (~3 minutes)
 Writes benchmarks/shadow/RESULTS.md."""
@@ -29,15 +33,25 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks" / "serving"))
 from run import BIN, free_port, hey, register, start_registry, stop, wait_ready, write_bodies  # noqa: E402
 
-SCENARIOS = (1, 16)  # concurrent clients, 1-row requests
+# (label, concurrent clients, requests/s per client or 0 for as fast as answers come); 1-row requests
+SCENARIOS = (
+    ("1 client, closed loop", 1, 0),
+    ("16 clients, closed loop", 16, 0),
+    ("200 req/s (4 clients x 50/s)", 4, 50),
+)
 SETTLE_SECONDS = 2.5  # every worker re-reads its settings file within REFRESH_SECONDS (1 s)
 
 
-def start(model_uri: str, tracking_uri: str, work: Path, name: str, **env: str) -> tuple[Any, str]:
+def start(
+    model_uri: str, tracking_uri: str, work: Path, name: str, cpus: set[int] | None, **env: str
+) -> tuple[Any, str]:
     port = free_port()
     log = (work / f"{name}.log").open("ab")
     proc = subprocess.Popen(
-        [str(BIN / "mlrollout-serve")],
+        [
+            *(["taskset", "-c", ",".join(map(str, sorted(cpus)))] if cpus else []),
+            str(BIN / "mlrollout-serve"),
+        ],
         env={
             **os.environ,
             "MLROLLOUT_MODEL_URI": model_uri,
@@ -72,7 +86,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=6.0, help="duration of each load run")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (median kept)")
+    parser.add_argument("--percent", type=float, default=100.0, help="shadow percent when on")
+    parser.add_argument("--no-pin", action="store_true", help="no CPU pinning (all on all cores)")
     args = parser.parse_args()
+    everything = sorted(os.sched_getaffinity(0))
+    args.pinned = not args.no_pin and len(everything) >= 2
+    stable_cpus = {everything[0]} if args.pinned else None
+    if args.pinned:  # this process, and so hey, MLflow and the shadow server, off the stable's CPU
+        os.sched_setaffinity(0, set(everything[1:]))
     with tempfile.TemporaryDirectory(prefix="mlrollout-shadow-bench-") as tmp:
         work = Path(tmp)
         registry, tracking_uri = start_registry(work)
@@ -87,25 +108,34 @@ def main() -> int:
                 tracking_uri,
                 work,
                 "shadow",
+                None,
                 MLROLLOUT_TRACK="canary",
                 MLROLLOUT_MODEL_VERSION="shadow",
             )
             procs.append(shadow)
             stable, stable_url = start(
-                model["model_uri"], tracking_uri, work, "stable", MLROLLOUT_SHADOW_CONFIG=str(settings)
+                model["model_uri"],
+                tracking_uri,
+                work,
+                "stable",
+                stable_cpus,
+                MLROLLOUT_SHADOW_CONFIG=str(settings),
             )
             procs.append(stable)
-            on = {"target": shadow_url, "version": "shadow", "percent": 100, "timeoutMs": 1000}
-            results: dict[tuple[str, int], list[tuple[float, float, float]]] = {}
+            on = {"target": shadow_url, "version": "shadow", "percent": args.percent, "timeoutMs": 1000}
+            results: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
             mirrored: dict[str, float] = {}
             for r in range(args.rounds):
                 for mode in ("off", "on") if r % 2 == 0 else ("on", "off"):
                     settings.write_text(json.dumps(on) if mode == "on" else "")
                     time.sleep(SETTLE_SECONDS)
-                    for clients in SCENARIOS:
-                        hey(f"{stable_url}/invocations", body, clients, 1.0)  # warm-up
+                    for label, clients, rate in SCENARIOS:
+                        limit = ("-q", str(rate)) if rate else ()
+                        hey(f"{stable_url}/invocations", body, clients, 1.0, *limit)  # warm-up
                         before = shadow_counts(stable_url)
-                        rps, p50, p99, bad = hey(f"{stable_url}/invocations", body, clients, args.seconds)
+                        rps, p50, p99, bad = hey(
+                            f"{stable_url}/invocations", body, clients, args.seconds, *limit
+                        )
                         if bad:
                             raise RuntimeError(f"{bad} non-2xx answers with shadow {mode}")
                         after = shadow_counts(stable_url)
@@ -116,9 +146,9 @@ def main() -> int:
                         mirrored[f"{mode}/requests"] = (
                             mirrored.get(f"{mode}/requests", 0.0) + rps * args.seconds
                         )
-                        results.setdefault((mode, clients), []).append((rps, p50, p99))
+                        results.setdefault((mode, label), []).append((rps, p50, p99))
                         print(
-                            f"round {r + 1} shadow {mode:3} {clients:2} clients: {rps:7.0f} req/s "
+                            f"round {r + 1} shadow {mode:3} {label:30}: {rps:7.0f} req/s "
                             f"p50 {p50:6.2f} ms p99 {p99:6.2f} ms",
                             flush=True,
                         )
@@ -131,35 +161,42 @@ def main() -> int:
 
 def report(
     args: argparse.Namespace,
-    results: dict[tuple[str, int], list[tuple[float, float, float]]],
+    results: dict[tuple[str, str], list[tuple[float, float, float]]],
     mirrored: dict[str, float],
 ) -> None:
-    def med(mode: str, clients: int, i: int) -> float:
-        return statistics.median(v[i] for v in results[(mode, clients)])
+    def med(mode: str, label: str, i: int) -> float:
+        return statistics.median(v[i] for v in results[(mode, label)])
+
+    placement = (
+        "the stable server pinned to CPU 0 alone; the shadow server, hey and MLflow on the other cores"
+        if args.pinned
+        else "no pinning: everything shares every core"
+    )
 
     lines = [
         "# Shadow benchmark results",
         "",
         "Command: `.venv/bin/python benchmarks/shadow/run.py "
-        f"--seconds {args.seconds:g} --rounds {args.rounds}` on {platform.machine()}, "
-        f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end.",
+        f"--seconds {args.seconds:g} --rounds {args.rounds} --percent {args.percent:g}"
+        f"{' --no-pin' if args.no_pin else ''}` on {platform.machine()}, "
+        f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end; {placement}.",
         "Stable and shadow: `mlrollout-serve`, 2 workers each, every feature on, the same registered "
         "breast_cancer LogisticRegression pipeline; 1-row `dataframe_split` requests with `hey` "
         "(keep-alive). "
         "The anchor is shadow off, measured in the same interleaved rounds; medians of the rounds.",
         "",
-        "| clients | shadow | req/s | p50 ms | p99 ms | p50 on/off | p99 on/off |",
+        "| load | shadow | req/s | p50 ms | p99 ms | p50 on/off | p99 on/off |",
         "|---|---|---|---|---|---|---|",
     ]
-    for clients in SCENARIOS:
+    for label, _, _ in SCENARIOS:
         for mode in ("off", "on"):
             ratio50 = ratio99 = ""
             if mode == "on":
-                ratio50 = f"{med('on', clients, 1) / med('off', clients, 1):.2f}"
-                ratio99 = f"{med('on', clients, 2) / med('off', clients, 2):.2f}"
+                ratio50 = f"{med('on', label, 1) / med('off', label, 1):.2f}"
+                ratio99 = f"{med('on', label, 2) / med('off', label, 2):.2f}"
             lines.append(
-                f"| {clients} | {mode} | {med(mode, clients, 0):.0f} | {med(mode, clients, 1):.2f} | "
-                f"{med(mode, clients, 2):.2f} | {ratio50} | {ratio99} |"
+                f"| {label} | {mode} | {med(mode, label, 0):.0f} | {med(mode, label, 1):.2f} | "
+                f"{med(mode, label, 2):.2f} | {ratio50} | {ratio99} |"
             )
     sent = mirrored.get("on/answered", 0.0)
     dropped = mirrored.get("on/dropped", 0.0)
