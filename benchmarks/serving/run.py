@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 BIN = Path(sys.executable).parent
 API_KEY = "bench-key"
 SCENARIOS = [(1, 1), (1, 16), (100, 1), (100, 16)]  # (rows per request, concurrent clients)
+CEILING = "ceiling: no model, mlrollout's gunicorn settings"
 
 
 @dataclass
@@ -182,6 +183,8 @@ def measure(
             procs.append(proc)
             ready[name] = wait_ready(f"http://127.0.0.1:{port}{ready_path}", proc)
             urls[name] = f"http://127.0.0.1:{port}/invocations"
+            if name == CEILING:
+                continue  # no model: a fixed answer
             answers = [predict(urls[name], bodies[rows]) for rows in (1, 100)]
             expected = expected or answers
             if answers != expected:
@@ -290,6 +293,12 @@ def server_commands(
         "MLROLLOUT_LOG_REQUESTS": "true",
     }
     return {
+        CEILING: (
+            [sys.executable, "-P", str(Path(__file__).parent / "ceiling_app.py")],
+            "/ping",
+            {"MLROLLOUT_WORKERS": "2", "PROMETHEUS_MULTIPROC_DIR": str(work / "prometheus-ceiling")},
+            [(1, 1), (1, 16)],
+        ),
         "mlflow models serve (2 workers)": (
             [
                 str(BIN / "mlflow"),
@@ -400,6 +409,11 @@ def report(
         ("1-row, 16 clients: throughput vs mlflow models serve", ratio((ours, 1, 16), (mlflow, 1, 16)), 25.0),
         ("1-row, 16 clients: throughput vs minimal Flask", ratio((ours, 1, 16), (minimal, 1, 16)), 1.5),
         (
+            "1-row, 16 clients: throughput vs the ceiling (no model)",
+            ratio((ours, 1, 16), (CEILING, 1, 16)),
+            0.6,
+        ),
+        (
             "100-row, 16 clients: rows/s vs mlflow models serve",
             ratio((ours, 100, 16), (mlflow, 100, 16), True),
             10.0,
@@ -412,7 +426,7 @@ def report(
     ]
     lines += ["| target | measured | goal | met |", "|---|---:|---:|---|"]
     for label, value, goal in checks:
-        shown = f"{value:.1f}x" if value is not None else "n/a"
+        shown = "n/a" if value is None else f"{value:.2f}x" if value < 10 else f"{value:.1f}x"
         lines.append(f"| {label} | {shown} | >= {goal}x | {'yes' if value and value >= goal else 'no'} |")
     p99 = by.get((ours, 1, 16))
     if p99:
