@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from gunicorn.app.base import BaseApplication
+from mlrollout.serving.cli import _Application
 from mlrollout.serving.gunicorn_config import gunicorn_options, prepare_multiprocess_dir
 
 ANSWER = b'{"predictions": [0]}'
@@ -27,15 +27,11 @@ def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable
     return [body]
 
 
-class Ceiling(BaseApplication):  # type: ignore[misc]
-    def __init__(self, options: dict[str, Any]) -> None:
-        self.options = options
-        super().__init__()
+class Ceiling(_Application):  # type: ignore[misc]
+    """mlrollout-serve's own gunicorn application (the same option loading), serving `app`."""
 
-    def load_config(self) -> None:
-        for key, value in self.options.items():
-            if value is not None and key in self.cfg.settings:
-                self.cfg.set(key, value)
+    def __init__(self, options: dict[str, Any]) -> None:
+        super().__init__(None, None, options)
 
     def load(self) -> Any:
         return app
