@@ -41,9 +41,9 @@ def route(w: Work, router: TrafficRouter) -> RouteWrite | None:
         w.event("Normal", "RouteWeight", f"HTTPRoute {name}: canary weight {verdict.weight} -> {weight}")
     was = w.status.route
     since = None
-    if served:
-        kept = was is not None and was.ready and was.weight == verdict.weight and was.served_at is not None
-        since = was.served_at if kept and was is not None else w.obs.now.replace(microsecond=0)
+    if served:  # kept while the route goes on serving the same weight
+        prior = was.served_at if was is not None and was.ready and was.weight == verdict.weight else None
+        since = prior or w.obs.now.replace(microsecond=0)
     shown = RouteStatus("HTTPRoute", name, verdict.weight, served, verdict.reason, verdict.message, since)
     if w.status.route != shown:
         w.update(route=shown)
