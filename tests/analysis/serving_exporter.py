@@ -2,9 +2,13 @@
 target, each emitting the series of METRICS_CONTRACT.md at a chosen request rate, error fraction,
 latency, feedback accuracy and class mix. Exits on its own after --max-seconds.
 
-    python serving_exporter.py --max-seconds 300 '[{"port": 9101, "track": "canary", "version": "2",
-        "rps": 40, "error_fraction": 0.2, "latency_ms": 20, "feedback_rps": 20,
+    python serving_exporter.py --max-seconds 300 --ports-file ports.json '[{"track": "canary",
+        "version": "2", "rps": 40, "error_fraction": 0.2, "latency_ms": 20, "feedback_rps": 20,
         "correct_fraction": 0.95, "class_shares": {"0": 0.5, "1": 0.5}}]'
+
+A profile without a port (or with port 0) gets one from the kernel at bind time: a port picked
+earlier by the caller and bound here later can be taken in between (that failed a CI run). The bound
+ports go to --ports-file as a JSON list in profile order, written once all of them listen.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import argparse
 import json
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
@@ -23,8 +28,8 @@ BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 @dataclass
 class Profile:
-    port: int
     track: str
+    port: int = 0
     version: str = "1"
     model_name: str = "demo"
     rps: float = 0.0
@@ -67,7 +72,8 @@ class Target:
         self.carry = {"req": 0.0, "fb": 0.0}
         self.sent = {"req": 0, "err": 0, "refused": 0, "fb": 0, "fb_ok": 0}
         self.class_counts = dict.fromkeys(p.class_shares, 0)
-        start_http_server(p.port, addr="127.0.0.1", registry=registry)
+        server, _ = start_http_server(p.port, addr="127.0.0.1", registry=registry)
+        self.port = int(server.server_port)
 
     def _take(self, key: str, rate: float, elapsed: float) -> int:
         self.carry[key] += rate * elapsed
@@ -110,10 +116,16 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("profiles", help="JSON list of target profiles")
     parser.add_argument("--max-seconds", type=float, default=300.0)
+    parser.add_argument("--ports-file", type=Path, help="where to write the bound ports (JSON list)")
     args = parser.parse_args(argv)
     raw: list[dict[str, Any]] = json.loads(args.profiles)
     targets = [Target(Profile(**r)) for r in raw]
-    print(f"exporting {len(targets)} targets on ports {[t.p.port for t in targets]}", flush=True)
+    ports = [t.port for t in targets]
+    if args.ports_file:
+        partial = args.ports_file.with_name(args.ports_file.name + ".partial")
+        partial.write_text(json.dumps(ports))
+        partial.replace(args.ports_file)  # readers never see half a list
+    print(f"exporting {len(targets)} targets on ports {ports}", flush=True)
     last = time.monotonic()
     deadline = last + args.max_seconds
     while last < deadline:

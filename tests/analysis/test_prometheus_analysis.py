@@ -11,6 +11,7 @@ import asyncio
 import json
 import socket
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -36,7 +37,7 @@ from mlrollout.operator.analysis.runner import AnalysisRunner, Tick
 from mlrollout.operator.model import AnalysisResult, Status, Track
 from prometheus_client import CollectorRegistry
 from support.ci import unavailable
-from support.procs import ManagedProcess, ProcessFailed, free_port
+from support.procs import ManagedProcess, ProcessFailed
 from support.prometheus import PrometheusServer, PrometheusUnavailable, ScrapeTarget
 
 EXPORTER = Path(__file__).with_name("serving_exporter.py")
@@ -112,22 +113,36 @@ def verdicts(outcome: AnalysisOutcome) -> dict[MetricKind, Verdict]:
     return {m.metric: m.verdict for m in outcome.measurements}
 
 
+def exporter_ports(exporter: ManagedProcess, ports_file: Path, timeout: float) -> list[int]:
+    """The ports the exporter bound (it picks them itself: see serving_exporter.py)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if ports_file.exists():
+            return [int(p) for p in json.loads(ports_file.read_text())]
+        if not exporter.alive:
+            break
+        time.sleep(0.1)
+    raise ProcessFailed(f"no ports in {ports_file} after {timeout:.0f} s; exporter log {exporter.log_path}")
+
+
 @pytest.fixture(scope="module")
-def prometheus(component_logs: Any) -> Iterator[PrometheusServer]:
-    profiles, scrape = [], []
+def prometheus(component_logs: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusServer]:
+    profiles, labels = [], []
     for md, canary in CANARIES.items():
         for track, version, overrides in (("stable", "1", {}), ("canary", "2", canary)):
-            port = free_port()
-            profiles.append({"port": port, "track": track, "version": version, **HEALTHY, **overrides})
-            labels = {"namespace": NAMESPACE, "model_deployment": md, "track": track}
-            scrape.append(ScrapeTarget(f"127.0.0.1:{port}", labels))
+            profiles.append({"track": track, "version": version, **HEALTHY, **overrides})
+            labels.append({"namespace": NAMESPACE, "model_deployment": md, "track": track})
+    ports_file = tmp_path_factory.mktemp("exporter") / "ports.json"
     exporter = ManagedProcess.start(
         "analysis-exporter",
-        [sys.executable, str(EXPORTER), "--max-seconds", "900", json.dumps(profiles)],
+        [sys.executable, str(EXPORTER), "--max-seconds", "900", "--ports-file", str(ports_file),
+         json.dumps(profiles)],
         logs=component_logs,
-    )
+    )  # fmt: skip
     prom = PrometheusServer()
     try:
+        ports = exporter_ports(exporter, ports_file, timeout=30)
+        scrape = [ScrapeTarget(f"127.0.0.1:{port}", label) for port, label in zip(ports, labels, strict=True)]
         exporter.wait_http(f"http://{scrape[-1].address}/metrics", timeout=30)
         # Start with no targets and add them live: the path the e2e tests take as pods appear.
         prom.start([], component_logs.path("prometheus-analysis"))
