@@ -28,6 +28,7 @@ BUILD_SCRIPT = HACK / "build-traefik.sh"
 BUILD_TIMEOUT_SECONDS = 3600  # a cold build on 2 cores takes several minutes
 NAMESPACE = "mlrollout-gateway"
 GATEWAY_CLASS = "traefik"
+UPSTREAM_IDLE_SECONDS = 2  # under the serving pods' MLROLLOUT_KEEPALIVE (5 s)
 GATEWAY = "web"
 CONTROLLER = "traefik.io/gateway-controller"
 SERVICE_PORT = 80
@@ -122,6 +123,9 @@ class Traefik:
             "--ping=true",
             "--providers.kubernetesGateway=true",
             f"--providers.kubernetesGateway.statusAddress.ip={real_node.NODE_IP}",
+            # Close idle upstream connections before the pod does (gunicorn keep-alive, 5 s): a POST
+            # sent on a connection the pod closes at that instant is a 502 Go's transport cannot retry.
+            f"--serversTransport.forwardingTimeouts.idleConnTimeout={UPSTREAM_IDLE_SECONDS}s",
             "--global.checkNewVersion=false",
             "--global.sendAnonymousUsage=false",
             "--log.level=INFO",
