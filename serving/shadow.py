@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import glob
-import http.client
 import json
 import logging
 import math
@@ -39,6 +38,7 @@ from mlrollout.serving.metrics import (
     Identity,
 )
 from mlrollout.serving.shadow_compare import UnreadableAnswer, compare, predictions_of
+from mlrollout.serving.shadow_http import ProtocolError, ShadowConnection
 from mlrollout.serving.shadow_settings import SettingsFile, ShadowSettings
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
@@ -248,7 +248,7 @@ class ShadowMirror:
         self._stopped.set()
 
     def _send_loop(self) -> None:
-        conn: http.client.HTTPConnection | None = None
+        conn: ShadowConnection | None = None
         target: tuple[str, int, float] | None = None
         while not self._stopped.is_set():
             try:
@@ -268,7 +268,7 @@ class ShadowMirror:
                 if conn is not None:
                     conn.close()
                 target = (s.host, s.port, s.timeout_seconds)
-                conn = http.client.HTTPConnection(s.host, s.port, timeout=s.timeout_seconds)
+                conn = ShadowConnection(s.host, s.port, timeout=s.timeout_seconds)
             try:
                 if not self._send(conn, copy, s):
                     conn.close()  # a fresh connection for the next copy
@@ -280,7 +280,7 @@ class ShadowMirror:
                 log.exception("shadow copy of request %s could not be compared", copy.request_id)
                 conn.close()
 
-    def _send(self, conn: http.client.HTTPConnection, copy: Copy, s: ShadowSettings) -> bool:
+    def _send(self, conn: ShadowConnection, copy: Copy, s: ShadowSettings) -> bool:
         """Send one copy and count its outcome; False when the connection should be dropped,
         ShadowDown when the shadow did not answer at all."""
         headers = {
@@ -292,13 +292,11 @@ class ShadowMirror:
             headers["Authorization"] = self._auth
         t0 = time.perf_counter()
         try:
-            conn.request("POST", copy.path, copy.body, headers)
-            response = conn.getresponse()
-            data = response.read()
+            response = conn.post(copy.path, copy.body, headers)
         except TimeoutError:
             self.metrics.outcome(s.version, "timeout")
             raise ShadowDown from None
-        except (OSError, http.client.HTTPException):
+        except (OSError, ProtocolError):
             self.metrics.outcome(s.version, "unreachable")
             raise ShadowDown from None
         seconds = time.perf_counter() - t0
@@ -307,7 +305,7 @@ class ShadowMirror:
             return not response.will_close
         try:
             stable = copy.predictions.tolist()
-            shadow = predictions_of(data, copy.path)
+            shadow = predictions_of(response.body, copy.path)
             verdicts = compare(stable, shadow, s.tolerance)
         except UnreadableAnswer:
             self.metrics.outcome(s.version, "unreadable")
