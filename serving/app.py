@@ -37,6 +37,7 @@ from mlrollout.serving.metrics import Identity, ServingMetrics, exposition
 from mlrollout.serving.model import LoadedModel
 from mlrollout.serving.service import Reply, Service, error_reply, json_reply
 from mlrollout.serving.shadow import DisagreementLog, ShadowMetrics, ShadowMirror, status_payload
+from mlrollout.serving.shadow_relay import RelayClient
 from mlrollout.serving.shadow_settings import SettingsFile
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 from werkzeug.exceptions import HTTPException
@@ -103,6 +104,7 @@ class ServerState:
             queue_size=config.shadow_queue,
             senders=config.shadow_senders,
             credential=self.keys.keys[0].decode() if self.keys.enabled else None,
+            relay=RelayClient(config.shadow_relay) if config.shadow_relay else None,
         )
 
 

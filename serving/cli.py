@@ -73,6 +73,7 @@ class _Application(_application_base()):  # type: ignore[misc]
         self._keys = keys
         self._options = options
         self.loaded_app: Any = None
+        self.shadow_relay: Any = None  # the relay process' supervisor, when shadow mode is configured
         super().__init__()
 
     def load_config(self) -> None:
@@ -96,6 +97,8 @@ class _Application(_application_base()):  # type: ignore[misc]
                 allow_pickle=config.allow_pickle,
                 fastpath=config.fastpath,
             )
+            if config.shadow_config and self.cfg.preload_app:
+                config = self._start_shadow_relay(config, model)
             self.loaded_app = create_app(model, config, self._keys)
             logging.getLogger("mlrollout.serving").info(
                 "serving %s version %s (%s, %d columns) loaded in %.2fs",
@@ -106,6 +109,21 @@ class _Application(_application_base()):  # type: ignore[misc]
                 time.monotonic() - started,
             )
         return self.loaded_app
+
+    def _start_shadow_relay(self, config: Any, model: Any) -> Any:
+        """Workers hand shadow copies to one low-priority relay process (shadow_relay.py). Only with
+        preload: then this runs once, in the master; without it every worker sends its own."""
+        from dataclasses import replace
+
+        from mlrollout.serving.shadow_relay import RelaySupervisor, relay_argv
+
+        # An abstract socket: no file on a read-only root, and the pod's network namespace scopes it.
+        address = f"@mlrollout-shadow-relay-{os.getpid()}"
+        self.shadow_relay = RelaySupervisor(
+            relay_argv(address, model.name, model.version, config.track, model.schema.names)
+        )
+        self.shadow_relay.start()
+        return replace(config, shadow_relay=address)
 
 
 if __name__ == "__main__":

@@ -48,6 +48,7 @@ class ServingConfig:
     shadow_queue: int = 64  # copies waiting per worker; more are dropped and counted
     shadow_senders: int = 2  # sender threads per worker
     shadow_sample_size: int = 100  # recent disagreements kept per worker
+    shadow_relay: str | None = None  # set by mlrollout-serve: the pod's relay socket (shadow_relay.py)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServingConfig:

@@ -39,6 +39,7 @@ def gunicorn_options(env: Mapping[str, str]) -> dict[str, Any]:
         "control_socket_disable": True,  # a shared default path would clash between servers
         "child_exit": child_exit,
         "post_fork": post_fork,
+        "on_exit": on_exit,
     }
 
 
@@ -57,6 +58,12 @@ def child_exit(server: Any, worker: Any) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+
+
+def on_exit(server: Any) -> None:
+    relay = getattr(server.app, "shadow_relay", None)
+    if relay is not None:
+        relay.stop()
 
 
 def post_fork(server: Any, worker: Any) -> None:

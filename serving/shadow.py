@@ -1,12 +1,13 @@
 """Shadow mirroring: a stable pod copies a sampled share of its scoring requests to the shadow
 (canary) version's Service, off the request path, and compares the two answers.
 
-The user's request only decides whether to copy (one random draw) and puts the copy on a bounded
-queue without waiting (`put_nowait`): a full queue drops the copy and counts it. Sender threads in
-each gunicorn worker (started lazily after fork; threads do not survive it) POST the copies with a
-timeout on every socket operation, so a slow, crashed or missing shadow costs the user nothing; its
-failures are counted by outcome. Each answered copy is compared row by row (shadow_compare.py);
-disagreements go into a bounded, recent sample (DisagreementLog) readable at
+The user's request only decides whether to copy (one random draw) and hands the copy on without
+waiting: under `mlrollout-serve` to the pod's relay process as one datagram (shadow_relay.py), else to
+a bounded queue of this process (`put_nowait`); either way a full hand-off drops the copy and counts
+it. Sender threads (the relay's, or this process' started lazily after fork: threads do not survive
+it) POST the copies with a timeout on every socket operation, so a slow, crashed or missing shadow
+costs the user nothing; its failures are counted by outcome. Each answered copy is compared row by
+row (shadow_compare.py); disagreements go into a bounded, recent sample (DisagreementLog) readable at
 `GET /shadow/disagreements` on any worker. Metric families and labels: METRICS.md."""
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,6 +39,7 @@ from mlrollout.serving.metrics import (
 )
 from mlrollout.serving.shadow_compare import UnreadableAnswer, compare, predictions_of
 from mlrollout.serving.shadow_http import ProtocolError, ShadowConnection
+from mlrollout.serving.shadow_relay import Copy, RelayClient, encode
 from mlrollout.serving.shadow_settings import SettingsFile, ShadowSettings
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
@@ -145,17 +146,6 @@ class ShadowDown(Exception):
     """A copy met a timeout or no connection (already counted): fail the next copies fast."""
 
 
-@dataclass(frozen=True)
-class Copy:
-    path: str
-    body: bytes
-    content_type: str
-    request_id: str
-    predictions: npt.NDArray[Any]
-    rows: npt.NDArray[Any] | None  # the parsed input rows, kept only to record inputs if allowed
-    at: float
-
-
 class ShadowMirror:
     """Per process: the settings, a bounded queue of copies and the threads that send them."""
 
@@ -170,6 +160,7 @@ class ShadowMirror:
         queue_size: int = 64,
         senders: int = 2,
         credential: str | None = None,
+        relay: RelayClient | None = None,
     ) -> None:
         self.settings_file = settings
         self.metrics = metrics
@@ -179,6 +170,7 @@ class ShadowMirror:
         self.queue_size = queue_size
         self.senders = senders
         self._auth = f"Bearer {credential}" if credential else None
+        self.relay = relay  # set: copies go to the pod's relay process, this one sends nothing
         self._pid: int | None = None
         self._queue: queue.Queue[Copy] = queue.Queue(queue_size)
         self._settings: ShadowSettings | None = None
@@ -207,9 +199,24 @@ class ShadowMirror:
         s = self.settings
         if s is None or random.random() * 100.0 >= s.percent:  # noqa: S311 - sampling, not crypto
             return
-        copy = Copy(
-            path, body, content_type, request_id, predictions, rows if s.record_inputs else None, time.time()
-        )
+        kept = rows if s.record_inputs else None
+        copy = Copy(path, body, content_type, request_id, predictions, kept, time.time())
+        if self.relay is None:
+            self.feed(copy)
+            return
+        try:
+            frame = encode(copy)
+        except (TypeError, ValueError):  # values JSON cannot carry (orjson.JSONEncodeError is one)
+            log.warning("shadow copy of request %s dropped: its answer is not JSON-serializable", request_id)
+            frame = None
+        if frame is None or not self.relay.send(frame):
+            self.metrics.outcome(s.version, "dropped")
+
+    def feed(self, copy: Copy) -> None:
+        """Queue a copy for this process' senders (from offer, or from the relay's socket)."""
+        s = self.settings
+        if s is None:
+            return  # no shadow (any more): nothing to send it to
         try:
             self._queue.put_nowait(copy)
         except queue.Full:
@@ -225,7 +232,7 @@ class ShadowMirror:
             self._queue = queue.Queue(self.queue_size)
             self._refresh()
             threading.Thread(target=self._poll, name="shadow-settings", daemon=True).start()
-            for i in range(self.senders):
+            for i in range(0 if self.relay is not None else self.senders):
                 threading.Thread(target=self._send_loop, name=f"shadow-sender-{i}", daemon=True).start()
             self._pid = os.getpid()
 
@@ -304,7 +311,7 @@ class ShadowMirror:
             self.metrics.outcome(s.version, "http_error")
             return not response.will_close
         try:
-            stable = copy.predictions.tolist()
+            stable = copy.predictions if isinstance(copy.predictions, list) else copy.predictions.tolist()
             shadow = predictions_of(response.body, copy.path)
             verdicts = compare(stable, shadow, s.tolerance)
         except UnreadableAnswer:
@@ -344,10 +351,10 @@ def _mtime(path: str) -> float:
         return 0.0
 
 
-def _cells(row: npt.NDArray[Any]) -> list[Any]:
+def _cells(row: list[Any] | npt.NDArray[Any]) -> list[Any]:
     """An input row as JSON values (NaN, a missing value, as null)."""
     out: list[Any] = []
-    for v in row.tolist():
+    for v in row if isinstance(row, list) else row.tolist():
         out.append(None if isinstance(v, float) and math.isnan(v) else v)
     return out
 

@@ -1,18 +1,21 @@
 """Shadow mirroring between two real servers (`mlrollout-serve`: gunicorn, 3 workers each) serving
 versions registered in the real MLflow server: the stable one copies every scoring request to the
-shadow one. Copies leave from every worker (threads started after fork), the comparisons add up
-across workers in /metrics, and any worker answers /shadow/disagreements with every worker's rows."""
+shadow one. Every worker hands its copies to the pod's one relay process (shadow_relay.py), which
+sends and compares them; its counts show in any worker's /metrics, any worker answers
+/shadow/disagreements with its rows, and a relay that dies is started again."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from serving_harness import WORKERS, RunningServer, start_server
+from serving_harness import RunningServer, start_server
 from support.mlflow_models import ModelVersionInfo, load_dataset, train_and_register
 
 MODEL = "serving-shadow-bc"
@@ -69,6 +72,22 @@ def metric(server: RunningServer, name: str, **labels: str) -> float:
     return total
 
 
+def relay_pid(server: RunningServer) -> int:
+    """The server's shadow relay: the master's child running mlrollout.serving.shadow_relay."""
+    master = server.process.proc.pid
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue  # a process that ended while we looked
+        if ppid == master and b"mlrollout.serving.shadow_relay" in cmdline:
+            found.append(int(stat.parent.name))
+    assert len(found) == 1, f"relays under {master}: {found}"
+    return found[0]
+
+
 def wait_for(what: str, check: Any) -> None:
     deadline = time.monotonic() + WAIT
     while not check():
@@ -109,8 +128,8 @@ def test_every_worker_mirrors_and_the_sample_is_shared(
     def files() -> list[Path]:
         return sorted((stable.metrics_dir / "shadow").glob("disagreements-*.json"))
 
-    wait_for("the disagreement files of several workers", lambda: len(files()) >= 2)
-    assert len(files()) <= WORKERS
+    wait_for("the relay's disagreement file", lambda: len(files()) == 1)
+    assert files()[0].name == f"disagreements-{relay_pid(stable)}.json"  # the workers send nothing
     sample = stable.get("/shadow/disagreements", params={"limit": 1000}).json()
     assert sample["shadow"]["version"] == poor.version
     records = sample["disagreements"]
@@ -119,3 +138,29 @@ def test_every_worker_mirrors_and_the_sample_is_shared(
     assert all("input" not in r for r in records)
     assert {r["stableVersion"] for r in records} == {good.version}
     assert all(r["stablePrediction"] != r["shadowPrediction"] for r in records)
+
+
+def test_a_relay_that_dies_is_started_again_and_users_never_notice(
+    pair: tuple[RunningServer, RunningServer], versions: tuple[ModelVersionInfo, ModelVersionInfo]
+) -> None:
+    stable, _ = pair
+    _, poor = versions
+    x, _, _ = load_dataset("breast_cancer")
+    body = {"dataframe_records": x.head(5).to_dict(orient="records")}
+    first = relay_pid(stable)
+    os.kill(first, signal.SIGKILL)
+    for i in range(40):  # while it is gone and while it comes back: users are answered every time
+        r = stable.post("/invocations", json=body, headers={"Connection": "close", "X-Request-ID": f"k{i}"})
+        assert r.status_code == 200, r.text
+        time.sleep(0.05)
+    wait_for("a new relay", lambda: relay_pid(stable) != first)
+
+    def answered() -> float:
+        name = "mlrollout_shadow_requests_total"
+        return metric(stable, name, outcome="answered", shadow_version=poor.version)
+
+    before = answered()
+    for i in range(10):
+        r = stable.post("/invocations", json=body, headers={"Connection": "close", "X-Request-ID": f"n{i}"})
+        assert r.status_code == 200, r.text
+    wait_for("the new relay's answered copies", lambda: answered() >= before + 10)

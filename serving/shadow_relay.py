@@ -1,0 +1,259 @@
+"""The shadow relay: one low-priority process per pod that sends the workers' shadow copies.
+
+Under `mlrollout-serve` the workers do not send copies themselves: a sender thread in a worker shares
+that worker's interpreter lock with the user's requests, and at 100% shadow every copy costs the
+worker more than its own answer's serialization. Instead a worker hands the copy to this process as
+one datagram on a Unix socket (a non-blocking `sendto`: a few microseconds; a full socket drops the
+copy and counts it `dropped`), and the relay, running at nice 19 so that the kernel prefers the
+workers whenever both want the CPU, sends, compares and counts with the same code as the threads
+(`ShadowMirror`'s send loop, metrics through the multiprocess directory, disagreements in its file).
+
+The gunicorn master starts the relay after loading the model and restarts it if it exits; the relay
+ends with the master (parent-death signal, and a parent check every second)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import json
+import logging
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy.typing as npt
+import orjson
+
+log = logging.getLogger("mlrollout.serving.shadow.relay")
+HEADER = struct.Struct("!I")  # length of the JSON header; the request body follows it as is
+SEND_BUFFER_BYTES = 4 * 1024 * 1024  # asked for; the kernel caps it at net.core.wmem_max
+RESTART_SECONDS = 1.0
+PR_SET_PDEATHSIG = 1
+
+
+# ------------------------------------------------------------------ the copy and its frame (pure)
+@dataclass(frozen=True)
+class Copy:
+    """One answered scoring request to send to the shadow, with the stable version's answer."""
+
+    path: str
+    body: bytes
+    content_type: str
+    request_id: str
+    predictions: list[Any] | npt.NDArray[Any]  # one per row; an array until it crosses a process
+    rows: list[list[Any]] | npt.NDArray[Any] | None  # the input rows, only to record them if allowed
+    at: float  # when the user's request was answered (epoch seconds)
+
+
+def encode(copy: Copy) -> bytes:
+    """Numeric numpy arrays are written without building Python lists; others through tolist()."""
+    fields = [copy.path, copy.content_type, copy.request_id, copy.at, copy.predictions, copy.rows]
+    try:
+        head = orjson.dumps(fields, option=orjson.OPT_SERIALIZE_NUMPY)
+    except orjson.JSONEncodeError:  # object or string dtype
+        fields[4:] = [_listed(copy.predictions), _listed(copy.rows)]
+        head = orjson.dumps(fields, option=orjson.OPT_SERIALIZE_NUMPY)
+    return HEADER.pack(len(head)) + head + copy.body
+
+
+def _listed(value: Any) -> Any:
+    return value.tolist() if hasattr(value, "tolist") else value
+
+
+def decode(frame: bytes) -> Copy:
+    """The copy in a frame (lists for arrays; NaN became null); ValueError if malformed."""
+    if len(frame) < HEADER.size:
+        raise ValueError("a shadow frame shorter than its header")
+    (size,) = HEADER.unpack_from(frame)
+    end = HEADER.size + size
+    if end > len(frame):
+        raise ValueError("a shadow frame cut short")
+    head = orjson.loads(frame[HEADER.size : end])
+    if not isinstance(head, list) or len(head) != 6:
+        raise ValueError("a shadow frame header that is not [path, type, id, at, predictions, rows]")
+    path, content_type, request_id, at, predictions, rows = head
+    if not isinstance(predictions, list) or not (rows is None or isinstance(rows, list)):
+        raise ValueError("a shadow frame without a list of predictions")
+    return Copy(str(path), frame[end:], str(content_type), str(request_id), predictions, rows, float(at))
+
+
+def sockaddr(address: str) -> str:
+    """`@name` is a Linux abstract socket (no file; scoped by the network namespace), else a path."""
+    return "\0" + address[1:] if address.startswith("@") else address
+
+
+# ------------------------------------------------------------------ the workers' side
+class RelayClient:
+    """Hands frames to the relay without ever blocking. One socket per process (made after fork)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._address = sockaddr(path)
+        self._pid: int | None = None
+        self._sock: socket.socket | None = None
+
+    def send(self, frame: bytes) -> bool:
+        """True when the relay has the frame; False when it is full, too large, or not running."""
+        if self._pid != os.getpid():
+            self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            self._sock.setblocking(False)
+            with contextlib.suppress(OSError):
+                self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
+            self._pid = os.getpid()
+        assert self._sock is not None
+        try:
+            self._sock.sendto(frame, self._address)
+        except OSError:  # EAGAIN (the relay is behind), EMSGSIZE, ENOENT/ECONNREFUSED (restarting)
+            return False
+        return True
+
+
+# ------------------------------------------------------------------ the master's side
+class RelaySupervisor:
+    """Starts the relay process and keeps it running until stop() (the master's exit)."""
+
+    def __init__(self, argv: Sequence[str]) -> None:
+        self.argv = list(argv)
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        self._spawn()
+        threading.Thread(target=self._watch, name="shadow-relay-watch", daemon=True).start()
+
+    def _spawn(self) -> None:
+        with self._lock:
+            if not self._stopping.is_set():
+                self._proc = subprocess.Popen(self.argv)
+
+    def _watch(self) -> None:
+        while not self._stopping.is_set():
+            proc = self._proc
+            if proc is None:
+                return
+            with contextlib.suppress(ChildProcessError):  # gunicorn's SIGCHLD handler may reap it
+                proc.wait()
+            if self._stopping.wait(RESTART_SECONDS):
+                return
+            log.warning("shadow relay exited (%s); starting it again", proc.returncode)
+            self._spawn()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stopping.set()
+        with self._lock:
+            proc = self._proc
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def relay_argv(socket_path: str, model: str, version: str, track: str, columns: Sequence[str]) -> list[str]:
+    identity = json.dumps({"model": model, "version": version, "track": track, "columns": list(columns)})
+    return [sys.executable, "-m", "mlrollout.serving.shadow_relay", "--socket", socket_path, identity]
+
+
+# ------------------------------------------------------------------ the relay process
+def _die_with_parent() -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _yield_to_workers() -> None:
+    """The workers first: copies wait (and drop) rather than users. SCHED_IDLE runs the relay only
+    on CPU time nothing else wants, and any waking worker preempts it at once (nice 19 alone still
+    lets it finish a slice first); threads started later inherit both."""
+    os.nice(19)
+    with contextlib.suppress(OSError, AttributeError):  # a kernel or container that refuses it
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mlrollout-shadow-relay", description=__doc__)
+    parser.add_argument("--socket", required=True, help="the workers' Unix datagram socket (@name: abstract)")
+    parser.add_argument("identity", help='JSON: {"model", "version", "track", "columns"}')
+    args = parser.parse_args(argv)
+    parent = os.getppid()
+    _die_with_parent()
+    _yield_to_workers()
+    logging.basicConfig(
+        level=os.environ.get("MLROLLOUT_LOG_LEVEL", "INFO").upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    signal.signal(signal.SIGINT, lambda *_: stopped.set())
+
+    from mlrollout.serving.auth import ApiKeys
+    from mlrollout.serving.config import ServingConfig
+    from mlrollout.serving.metrics import Identity
+    from mlrollout.serving.shadow import DisagreementLog, ShadowMetrics, ShadowMirror
+    from mlrollout.serving.shadow_settings import SettingsFile
+
+    ident = json.loads(args.identity)
+    config = ServingConfig.from_env()
+    keys = ApiKeys.from_sources(config.api_keys_file, config.api_keys)
+    multiproc = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not config.shadow_config:
+        print("mlrollout-shadow-relay: MLROLLOUT_SHADOW_CONFIG is not set", file=sys.stderr)
+        return 2
+    workers = max(1, int(os.environ.get("MLROLLOUT_WORKERS", "2") or 2))
+    mirror = ShadowMirror(
+        SettingsFile(config.shadow_config),
+        ShadowMetrics(Identity(ident["model"], ident["version"], ident["track"])),
+        DisagreementLog(os.path.join(multiproc, "shadow") if multiproc else None, config.shadow_sample_size),
+        own_version=ident["version"],
+        columns=ident["columns"],
+        # What every worker's own queue and senders were: the relay serves them all.
+        queue_size=config.shadow_queue * workers,
+        senders=config.shadow_senders * workers,
+        credential=keys.keys[0].decode() if keys.enabled else None,
+    )
+    address = sockaddr(args.socket)
+    if not args.socket.startswith("@"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(address)  # a previous relay's
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(address)
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SEND_BUFFER_BYTES)
+    sock.settimeout(1.0)
+    buffer = bytearray(SEND_BUFFER_BYTES)
+    view = memoryview(buffer)
+    mirror.settings  # noqa: B018 - starts the settings poll and the sender threads in this process
+    log.info("shadow relay for %s version %s on %s", ident["model"], ident["version"], args.socket)
+    try:
+        while not stopped.is_set() and os.getppid() == parent:
+            try:
+                size = sock.recv_into(buffer)
+            except (TimeoutError, InterruptedError):
+                continue
+            try:
+                mirror.feed(decode(bytes(view[:size])))
+            except (ValueError, TypeError) as exc:
+                log.warning("a shadow frame could not be read: %s", exc)
+    finally:
+        mirror.stop()
+        sock.close()
+        if not args.socket.startswith("@"):
+            with contextlib.suppress(OSError):
+                os.unlink(address)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
