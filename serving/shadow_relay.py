@@ -19,6 +19,7 @@ import ctypes
 import json
 import logging
 import os
+import platform
 import signal
 import socket
 import struct
@@ -172,13 +173,39 @@ def _die_with_parent() -> None:
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+class _SchedAttr(ctypes.Structure):
+    _fields_ = (  # struct sched_attr, SCHED_ATTR_SIZE_VER0
+        ("size", ctypes.c_uint32),
+        ("sched_policy", ctypes.c_uint32),
+        ("sched_flags", ctypes.c_uint64),
+        ("sched_nice", ctypes.c_int32),
+        ("sched_priority", ctypes.c_uint32),
+        ("sched_runtime", ctypes.c_uint64),
+        ("sched_deadline", ctypes.c_uint64),
+        ("sched_period", ctypes.c_uint64),
+    )
+
+
+SYS_SCHED_SETATTR = {"x86_64": 314, "aarch64": 274}
+RELAY_NICE = 19
+RELAY_SLICE_NS = 100_000  # the shortest slice the kernel grants (EEVDF, Linux >= 6.12)
+
+
 def _yield_to_workers() -> None:
-    """The workers first: copies wait (and drop) rather than users. SCHED_IDLE runs the relay only
-    on CPU time nothing else wants, and any waking worker preempts it at once (nice 19 alone still
-    lets it finish a slice first); threads started later inherit both."""
-    os.nice(19)
-    with contextlib.suppress(OSError, AttributeError):  # a kernel or container that refuses it
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    """The workers first: at nice 19 the relay gets ~1.5% of a CPU a nice-0 worker also wants, so
+    copies wait (and drop) rather than users; with a 100 us slice (sched_setattr, Linux >= 6.12) a
+    waking worker waits at most that long for a running relay, instead of the default ~3 ms. Not
+    SCHED_IDLE: on a busy node that starves the relay for seconds between sending a copy and reading
+    its answer, and the shadow is blamed for the timeout (seen on the real node, where nothing else
+    was idle). Threads started later inherit both."""
+    number = SYS_SCHED_SETATTR.get(platform.machine())
+    if number is not None:
+        attr = _SchedAttr(ctypes.sizeof(_SchedAttr), 0, 0, RELAY_NICE, 0, RELAY_SLICE_NS, 0, 0)
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.syscall(number, 0, ctypes.byref(attr), 0) == 0:
+                return
+    os.nice(RELAY_NICE)  # an older kernel, another architecture, or a refusing seccomp profile
 
 
 def main(argv: list[str] | None = None) -> int:
