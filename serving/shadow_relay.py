@@ -4,7 +4,7 @@ Under `mlrollout-serve` the workers do not send copies themselves: a sender thre
 that worker's interpreter lock with the user's requests, and at 100% shadow every copy costs the
 worker more than its own answer's serialization. Instead a worker hands the copy to this process as
 one datagram on a Unix socket (a non-blocking `sendto`: a few microseconds; a full socket drops the
-copy and counts it `dropped`), and the relay, running at nice 19 so that the kernel prefers the
+copy and counts it `dropped`), and the relay, running at nice 19 (short slices) so that the kernel prefers the
 workers whenever both want the CPU, sends, compares and counts with the same code as the threads
 (`ShadowMirror`'s send loop, metrics through the multiprocess directory, disagreements in its file).
 

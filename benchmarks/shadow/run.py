@@ -9,6 +9,10 @@ as answers come) and a fixed rate below capacity (what a latency target is quote
 
 By default the stable server gets CPU 0 to itself and everything else (shadow server, hey, MLflow)
 shares the others, as a cluster gives the shadow pods their own CPU; `--no-pin` runs all on all cores.
+On a 2-core machine "the others" is one core, where the shadow's model work for each copy starts just
+as `hey` reads the user's answer: `--shadow-priority idle` (the default when pinned) runs the shadow
+server under SCHED_IDLE there, so it answers every copy on CPU time the load generator does not want
+(in a cluster the users' clients are not on the shadow's nodes), `normal` measures that contention too.
 
 Run from the repository root:  .venv/bin/python benchmarks/shadow/run.py   (~3 minutes)
 Writes benchmarks/shadow/RESULTS.md."""
@@ -43,13 +47,21 @@ SETTLE_SECONDS = 2.5  # every worker re-reads its settings file within REFRESH_S
 
 
 def start(
-    model_uri: str, tracking_uri: str, work: Path, name: str, cpus: set[int] | None, **env: str
+    model_uri: str,
+    tracking_uri: str,
+    work: Path,
+    name: str,
+    cpus: set[int] | None,
+    *,
+    idle: bool = False,
+    **env: str,
 ) -> tuple[Any, str]:
     port = free_port()
     log = (work / f"{name}.log").open("ab")
     proc = subprocess.Popen(
         [
             *(["taskset", "-c", ",".join(map(str, sorted(cpus)))] if cpus else []),
+            *(["chrt", "--idle", "0"] if idle else []),
             str(BIN / "mlrollout-serve"),
         ],
         env={
@@ -88,9 +100,15 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (median kept)")
     parser.add_argument("--percent", type=float, default=100.0, help="shadow percent when on")
     parser.add_argument("--no-pin", action="store_true", help="no CPU pinning (all on all cores)")
+    parser.add_argument(
+        "--shadow-priority",
+        choices=("idle", "normal"),
+        help="the shadow server's CPU scheduling (default: idle when pinned, else normal)",
+    )
     args = parser.parse_args()
     everything = sorted(os.sched_getaffinity(0))
     args.pinned = not args.no_pin and len(everything) >= 2
+    args.shadow_priority = args.shadow_priority or ("idle" if args.pinned else "normal")
     stable_cpus = {everything[0]} if args.pinned else None
     if args.pinned:  # this process, and so hey, MLflow and the shadow server, off the stable's CPU
         os.sched_setaffinity(0, set(everything[1:]))
@@ -109,6 +127,7 @@ def main() -> int:
                 work,
                 "shadow",
                 None,
+                idle=args.shadow_priority == "idle",
                 MLROLLOUT_TRACK="canary",
                 MLROLLOUT_MODEL_VERSION="shadow",
             )
@@ -138,14 +157,13 @@ def main() -> int:
                         )
                         if bad:
                             raise RuntimeError(f"{bad} non-2xx answers with shadow {mode}")
+                        time.sleep(1.5)  # copies still in flight are answered (timeout 1 s) or dropped
                         after = shadow_counts(stable_url)
                         for k, v in after.items():
-                            mirrored[f"{mode}/{k}"] = (
-                                mirrored.get(f"{mode}/{k}", 0.0) + v - before.get(k, 0.0)
-                            )
-                        mirrored[f"{mode}/requests"] = (
-                            mirrored.get(f"{mode}/requests", 0.0) + rps * args.seconds
-                        )
+                            key = f"{mode}/{label}/{k}"
+                            mirrored[key] = mirrored.get(key, 0.0) + v - before.get(k, 0.0)
+                        key = f"{mode}/{label}/requests"
+                        mirrored[key] = mirrored.get(key, 0.0) + rps * args.seconds
                         results.setdefault((mode, label), []).append((rps, p50, p99))
                         print(
                             f"round {r + 1} shadow {mode:3} {label:30}: {rps:7.0f} req/s "
@@ -171,14 +189,15 @@ def report(
         "the stable server pinned to CPU 0 alone; the shadow server, hey and MLflow on the other cores"
         if args.pinned
         else "no pinning: everything shares every core"
-    )
+    ) + f"; the shadow server's CPU priority {args.shadow_priority}"
 
     lines = [
         "# Shadow benchmark results",
         "",
         "Command: `.venv/bin/python benchmarks/shadow/run.py "
         f"--seconds {args.seconds:g} --rounds {args.rounds} --percent {args.percent:g}"
-        f"{' --no-pin' if args.no_pin else ''}` on {platform.machine()}, "
+        f"{' --no-pin' if args.no_pin else ''} --shadow-priority {args.shadow_priority}` "
+        f"on {platform.machine()}, "
         f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end; {placement}.",
         "Stable and shadow: `mlrollout-serve`, 2 workers each, every feature on, the same registered "
         "breast_cancer LogisticRegression pipeline; 1-row `dataframe_split` requests with `hey` "
@@ -198,21 +217,24 @@ def report(
                 f"| {label} | {mode} | {med(mode, label, 0):.0f} | {med(mode, label, 1):.2f} | "
                 f"{med(mode, label, 2):.2f} | {ratio50} | {ratio99} |"
             )
-    sent = mirrored.get("on/answered", 0.0)
-    dropped = mirrored.get("on/dropped", 0.0)
-    copied_off = sum(v for k, v in mirrored.items() if k.startswith("off/") and k != "off/requests")
-    errors = sum(
-        v
-        for k, v in mirrored.items()
-        if k.startswith("on/") and k not in ("on/answered", "on/dropped", "on/requests")
-    )
+    copied_off = sum(v for k, v in mirrored.items() if k.startswith("off/") and not k.endswith("/requests"))
     lines += [
         "",
-        f"With shadow on, the stable pods answered ~{mirrored.get('on/requests', 0):.0f} requests and copied "
-        f"{sent:.0f} of them to the shadow (answered and compared), dropped {dropped:.0f} (queue full) and "
-        f"counted {errors:.0f} shadow errors; with shadow off they copied {copied_off:.0f}.",
+        "What the stable pods did with the copies while shadow was on (all rounds; requests counted by "
+        "`hey`, copies by the stable's `mlrollout_shadow_requests_total`; shadow off copied "
+        f"{copied_off:.0f}):",
         "",
+        "| load | user requests | copies answered and compared | dropped (relay behind) | shadow errors |",
+        "|---|---|---|---|---|",
     ]
+    for label, _, _ in SCENARIOS:
+        got = {k.rsplit("/", 1)[1]: v for k, v in mirrored.items() if k.startswith(f"on/{label}/")}
+        errors = sum(v for k, v in got.items() if k not in ("answered", "dropped", "requests"))
+        lines.append(
+            f"| {label} | {got.get('requests', 0):.0f} | {got.get('answered', 0):.0f} | "
+            f"{got.get('dropped', 0):.0f} | {errors:.0f} |"
+        )
+    lines.append("")
     out = ROOT / "benchmarks" / "shadow" / "RESULTS.md"
     out.write_text("\n".join(lines))
     print(out.read_text())
