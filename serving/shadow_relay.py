@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import platform
+import select
 import signal
 import socket
 import struct
@@ -37,6 +38,7 @@ log = logging.getLogger("mlrollout.serving.shadow.relay")
 HEADER = struct.Struct("!I")  # length of the JSON header; the request body follows it as is
 SEND_BUFFER_BYTES = 4 * 1024 * 1024  # asked for; the kernel caps it at net.core.wmem_max
 RESTART_SECONDS = 1.0
+READY_SECONDS = 10.0  # how long the master waits for a starting relay to listen
 PR_SET_PDEATHSIG = 1
 
 
@@ -127,14 +129,33 @@ class RelaySupervisor:
         self._stopping = threading.Event()
         self._lock = threading.Lock()
 
-    def start(self) -> None:
-        self._spawn()
+    def start(self, ready_timeout: float = READY_SECONDS) -> bool:
+        """Start the relay and wait until it listens (so the first copies are not dropped while it
+        imports); False if it did not say so in time (it keeps starting; copies drop meanwhile)."""
+        ready = self._spawn(wait=ready_timeout)
+        if not ready:
+            log.warning("shadow relay not listening after %.0f s; copies drop until it is", ready_timeout)
         threading.Thread(target=self._watch, name="shadow-relay-watch", daemon=True).start()
+        return ready
 
-    def _spawn(self) -> None:
-        with self._lock:
-            if not self._stopping.is_set():
-                self._proc = subprocess.Popen(self.argv)
+    def _spawn(self, wait: float = 0.0) -> bool:
+        read_end, write_end = os.pipe()
+        try:
+            with self._lock:
+                if self._stopping.is_set():
+                    return False
+                argv = [*self.argv, "--ready-fd", str(write_end)]
+                self._proc = subprocess.Popen(argv, pass_fds=(write_end,))
+            os.close(write_end)
+            write_end = -1
+            if wait <= 0:
+                return True
+            readable, _, _ = select.select([read_end], [], [], wait)
+            return bool(readable) and os.read(read_end, 1) == b"1"
+        finally:
+            os.close(read_end)
+            if write_end >= 0:
+                os.close(write_end)
 
     def _watch(self) -> None:
         while not self._stopping.is_set():
@@ -212,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mlrollout-shadow-relay", description=__doc__)
     parser.add_argument("--socket", required=True, help="the workers' Unix datagram socket (@name: abstract)")
     parser.add_argument("identity", help='JSON: {"model", "version", "track", "columns"}')
+    parser.add_argument("--ready-fd", type=int, help="a pipe to write one byte to once listening")
     args = parser.parse_args(argv)
     parent = os.getppid()
     _die_with_parent()
@@ -256,6 +278,10 @@ def main(argv: list[str] | None = None) -> int:
             os.unlink(address)  # a previous relay's
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(address)
+    if args.ready_fd is not None:
+        with contextlib.suppress(OSError):
+            os.write(args.ready_fd, b"1")
+            os.close(args.ready_fd)
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SEND_BUFFER_BYTES)
     sock.settimeout(1.0)

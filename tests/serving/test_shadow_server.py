@@ -88,11 +88,22 @@ def relay_pid(server: RunningServer) -> int:
     return found[0]
 
 
-def wait_for(what: str, check: Any) -> None:
+def wait_for(what: str, check: Any, detail: Any = None) -> None:
     deadline = time.monotonic() + WAIT
     while not check():
-        assert time.monotonic() < deadline, f"timed out after {WAIT}s waiting for {what}"
+        more = f" ({detail()})" if detail is not None else ""
+        assert time.monotonic() < deadline, f"timed out after {WAIT}s waiting for {what}{more}"
         time.sleep(0.1)
+
+
+def outcomes(server: RunningServer) -> dict[str, float]:
+    """The server's shadow copies by outcome, summed over workers and the relay."""
+    out: dict[str, float] = {}
+    for line in server.get("/metrics").text.splitlines():
+        if line.startswith("mlrollout_shadow_requests_total{"):
+            outcome = line.split('outcome="', 1)[1].split('"', 1)[0]
+            out[outcome] = out.get(outcome, 0.0) + float(line.rsplit(" ", 1)[1])
+    return out
 
 
 def test_every_worker_mirrors_and_the_sample_is_shared(
@@ -117,6 +128,7 @@ def test_every_worker_mirrors_and_the_sample_is_shared(
             metric(stable, "mlrollout_shadow_requests_total", outcome="answered", shadow_version=poor.version)
             == sent
         ),
+        lambda: outcomes(stable),
     )
     agree = metric(stable, "mlrollout_shadow_rows_total", result="agree")
     disagree = metric(stable, "mlrollout_shadow_rows_total", result="disagree")
