@@ -36,9 +36,8 @@ from mlrollout.serving.loading import name_and_version
 from mlrollout.serving.metrics import Identity, ServingMetrics, exposition
 from mlrollout.serving.model import LoadedModel
 from mlrollout.serving.service import Reply, Service, error_reply, json_reply
-from mlrollout.serving.shadow import DisagreementLog, ShadowMetrics, ShadowMirror, status_payload
+from mlrollout.serving.shadow import ShadowMirror, build_mirror, status_payload
 from mlrollout.serving.shadow_relay import RelayClient
-from mlrollout.serving.shadow_settings import SettingsFile
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 from werkzeug.exceptions import HTTPException
 
@@ -92,18 +91,12 @@ class ServerState:
         config = self.config
         if not config.shadow_config:
             return None
-        multiproc = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-        return ShadowMirror(
-            SettingsFile(config.shadow_config),
-            ShadowMetrics(Identity(model.name, model.version, config.track), self.registry),
-            DisagreementLog(
-                os.path.join(multiproc, "shadow") if multiproc else None, config.shadow_sample_size
-            ),
-            own_version=model.version,
-            columns=model.schema.names,
-            queue_size=config.shadow_queue,
-            senders=config.shadow_senders,
-            credential=self.keys.keys[0].decode() if self.keys.enabled else None,
+        return build_mirror(
+            config,
+            Identity(model.name, model.version, config.track),
+            model.schema.names,
+            self.keys.keys[0].decode() if self.keys.enabled else None,
+            registry=self.registry,
             relay=RelayClient(config.shadow_relay) if config.shadow_relay else None,
         )
 

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy.typing as npt
 import orjson
+from mlrollout.serving.config import ServingConfig
 from mlrollout.serving.metrics import (
     IDENTITY,
     REQUEST_BUCKETS,
@@ -342,6 +343,32 @@ class ShadowMirror:
             if copy.rows is not None and row < len(copy.rows):
                 record["input"] = dict(zip(self.columns, _cells(copy.rows[row]), strict=False))
             self.disagreements.add(record)
+
+
+def build_mirror(
+    config: ServingConfig,
+    identity: Identity,
+    columns: Sequence[str],
+    credential: str | None,
+    *,
+    registry: CollectorRegistry | None = None,
+    relay: RelayClient | None = None,
+    workers: int = 1,
+) -> ShadowMirror:
+    """The mirror of a worker (relay set: it hands copies on) or of the relay (workers: how many
+    workers' queues and senders it stands in for), from the same settings."""
+    multiproc = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    return ShadowMirror(
+        SettingsFile(config.shadow_config or ""),
+        ShadowMetrics(identity, registry),
+        DisagreementLog(os.path.join(multiproc, "shadow") if multiproc else None, config.shadow_sample_size),
+        own_version=identity.version,
+        columns=columns,
+        queue_size=config.shadow_queue * workers,
+        senders=config.shadow_senders * workers,
+        credential=credential,
+        relay=relay,
+    )
 
 
 def _mtime(path: str) -> float:

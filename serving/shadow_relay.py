@@ -249,28 +249,22 @@ def main(argv: list[str] | None = None) -> int:
 
     from mlrollout.serving.auth import ApiKeys
     from mlrollout.serving.config import ServingConfig
+    from mlrollout.serving.gunicorn_config import gunicorn_options
     from mlrollout.serving.metrics import Identity
-    from mlrollout.serving.shadow import DisagreementLog, ShadowMetrics, ShadowMirror
-    from mlrollout.serving.shadow_settings import SettingsFile
+    from mlrollout.serving.shadow import build_mirror
 
     ident = json.loads(args.identity)
     config = ServingConfig.from_env()
-    keys = ApiKeys.from_sources(config.api_keys_file, config.api_keys)
-    multiproc = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if not config.shadow_config:
         print("mlrollout-shadow-relay: MLROLLOUT_SHADOW_CONFIG is not set", file=sys.stderr)
         return 2
-    workers = max(1, int(os.environ.get("MLROLLOUT_WORKERS", "2") or 2))
-    mirror = ShadowMirror(
-        SettingsFile(config.shadow_config),
-        ShadowMetrics(Identity(ident["model"], ident["version"], ident["track"])),
-        DisagreementLog(os.path.join(multiproc, "shadow") if multiproc else None, config.shadow_sample_size),
-        own_version=ident["version"],
-        columns=ident["columns"],
-        # What every worker's own queue and senders were: the relay serves them all.
-        queue_size=config.shadow_queue * workers,
-        senders=config.shadow_senders * workers,
-        credential=keys.keys[0].decode() if keys.enabled else None,
+    keys = ApiKeys.from_sources(config.api_keys_file, config.api_keys)
+    mirror = build_mirror(
+        config,
+        Identity(ident["model"], ident["version"], ident["track"]),
+        ident["columns"],
+        keys.keys[0].decode() if keys.enabled else None,
+        workers=gunicorn_options(os.environ)["workers"],  # the relay serves every worker's copies
     )
     address = sockaddr(args.socket)
     if not args.socket.startswith("@"):

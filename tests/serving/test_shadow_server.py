@@ -72,6 +72,12 @@ def metric(server: RunningServer, name: str, **labels: str) -> float:
     return total
 
 
+def breast_cancer_records(n: int) -> list[dict[str, Any]]:
+    """The first n breast_cancer rows as dataframe_records."""
+    x, _, _ = load_dataset("breast_cancer")
+    return list(x.head(n).to_dict(orient="records"))
+
+
 def relay_pid(server: RunningServer) -> int:
     """The server's shadow relay: the master's child running mlrollout.serving.shadow_relay."""
     master = server.process.proc.pid
@@ -111,8 +117,7 @@ def test_every_worker_mirrors_and_the_sample_is_shared(
 ) -> None:
     stable, shadow = pair
     good, poor = versions
-    x, _, _ = load_dataset("breast_cancer")
-    rows = x.head(50).to_dict(orient="records")  # both classes: a shuffled-labels model errs on some
+    rows = breast_cancer_records(50)  # both classes: a shuffled-labels model errs on some
     body = {"dataframe_records": rows}
     expected = stable.post("/invocations", json=body).json()["predictions"]
     for i in range(REQUESTS):
@@ -157,8 +162,7 @@ def test_a_relay_that_dies_is_started_again_and_users_never_notice(
 ) -> None:
     stable, _ = pair
     _, poor = versions
-    x, _, _ = load_dataset("breast_cancer")
-    body = {"dataframe_records": x.head(5).to_dict(orient="records")}
+    body = {"dataframe_records": breast_cancer_records(5)}
     first = relay_pid(stable)
     os.kill(first, signal.SIGKILL)
     for i in range(40):  # while it is gone and while it comes back: users are answered every time
