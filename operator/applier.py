@@ -14,6 +14,7 @@ from mlrollout.operator.kube import Kube
 from mlrollout.operator.model import DeploymentObs, PodObs
 from mlrollout.operator.planner import DesiredDeployment, Event, Plan
 from mlrollout.operator.registry import Registry
+from mlrollout.operator.routers import IngressWrite
 from mlrollout.operator.spec import Spec
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,13 @@ async def apply_plan(
     for pod, settings in children.shadow_annotations(md, spec, plan.status, observed, pods):
         await kube.annotate_pod(namespace, pod, children.ANNOTATION_SHADOW, settings)  # what to mirror
 
-    if plan.route is not None:
+    if isinstance(plan.route, IngressWrite):
+        # The nginx router's own canary Ingress: applied whole (server-side apply) or deleted.
+        if plan.route.manifest is None:
+            await kube.delete_ingress(namespace, plan.route.name)
+        else:
+            await kube.apply_ingress(children.canary_ingress(md, plan.route.manifest))
+    elif plan.route is not None:
         # Guarded by the resourceVersion it was planned from: a route the user edited meanwhile is
         # not overwritten; the next pass plans from the new one.
         await kube.write_route(namespace, plan.route)

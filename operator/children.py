@@ -10,7 +10,7 @@ from typing import Any
 from mlrollout.operator.model import DeploymentObs, PodObs, Status
 from mlrollout.operator.planner import DesiredDeployment
 from mlrollout.operator.planner.shadow import current_shadow, shadow_name
-from mlrollout.operator.spec import GROUP, KIND, VERSION, GatewayAPIRoute, Shadow, Spec
+from mlrollout.operator.spec import GROUP, KIND, PROXY_ROUTES, VERSION, Shadow, Spec
 
 APP = "mlrollout-serving"
 # Shadow pods (a shadow step's copy of the canary version): an app label of their own, so no
@@ -247,14 +247,28 @@ def service(md: Mapping[str, Any], spec: Spec, track: str | None = None) -> dict
 
 def services(md: Mapping[str, Any], spec: Spec) -> list[dict[str, Any]]:
     """Every Service of a ModelDeployment: the shared one, plus one per track when a proxy routes
-    by weight (the gatewayAPI router's backendRefs name them), plus `<md>-shadow` when a step is a
-    shadow step (only the stable pods' copies reach it)."""
+    by weight (the gatewayAPI router's backendRefs and the nginx router's Ingress paths name them),
+    plus `<md>-shadow` when a step is a shadow step (only the stable pods' copies reach it)."""
     out = [service(md, spec)]
-    if isinstance(spec.router, GatewayAPIRoute):
+    if isinstance(spec.router, PROXY_ROUTES):
         out += [service(md, spec, "stable"), service(md, spec, "canary")]
     if any(isinstance(step, Shadow) for step in spec.steps):
         out.append(shadow_service(md, spec))
     return out
+
+
+def canary_ingress(md: Mapping[str, Any], manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """The nginx router's canary Ingress (routers/nginx.py decides its name, annotations and rules),
+    owned by the ModelDeployment so that it goes with it."""
+    meta = md["metadata"]
+    out = json.loads(json.dumps(manifest))
+    out["metadata"] = {
+        **out["metadata"],
+        "namespace": meta["namespace"],
+        "labels": {"app.kubernetes.io/managed-by": FIELD_MANAGER, LABEL_MD: meta["name"]},
+        "ownerReferences": [owner_reference(md)],
+    }
+    return dict(out)
 
 
 def shadow_service_name(md_name: str) -> str:

@@ -29,10 +29,11 @@ from mlrollout.operator.analysis.runner import AnalysisRunner
 from mlrollout.operator.applier import ServiceMemory, apply_plan
 from mlrollout.operator.children import LABEL_MD
 from mlrollout.operator.kube import Kube
-from mlrollout.operator.model import Condition, Observed, RegistryFailure, Resolution, RouteObs, Status
+from mlrollout.operator.model import Condition, Observed, ProxyObs, RegistryFailure, Resolution, Status
 from mlrollout.operator.planner import Event, needs_resolution, plan, router_for
 from mlrollout.operator.planner.shadow import current_shadow
 from mlrollout.operator.registry import RegistryPool
+from mlrollout.operator.routers.nginx import NginxRouter
 from mlrollout.operator.spec import GROUP, PLURAL, VERSION, InvalidSpec, Shadow, parse_spec
 
 log = logging.getLogger("mlrollout.operator")
@@ -187,9 +188,11 @@ async def reconcile(body: kopf.Body, *, raise_invalid: bool) -> float | None:
         # when one is due (or why the spec is unusable); the plan decides what is recorded and said.
         router = router_for(name, spec)
 
-        async def ask_route() -> RouteObs | None:
+        async def ask_route() -> ProxyObs | None:
             if router.route_name is None:
                 return None
+            if isinstance(router, NginxRouter):
+                return await rt.kube.observe_ingresses(namespace, router.ingress, router.canary_ingress)
             return await rt.kube.observe_route(namespace, router.route_name)
 
         answer, (deployments, pods), tick, route = await asyncio.gather(

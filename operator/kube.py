@@ -17,13 +17,15 @@ from mlrollout.operator.children import (
     LABEL_TRACK,
     LABEL_VERSION,
 )
-from mlrollout.operator.model import DeploymentObs, PodObs, RouteObs, RouteParent
+from mlrollout.operator.model import DeploymentObs, IngressObs, IngressPairObs, PodObs, RouteObs, RouteParent
 from mlrollout.operator.routers import RouteWrite
+from mlrollout.operator.routers.nginx import ingress_obs
 from mlrollout.operator.spec import GROUP, PLURAL, VERSION
 
 _APPLY = "application/apply-patch+yaml"
 _MERGE = "application/merge-patch+json"
 GATEWAY_GROUP, GATEWAY_VERSION, HTTPROUTES = "gateway.networking.k8s.io", "v1", "httproutes"
+NETWORKING_GROUP, NETWORKING_VERSION, INGRESSES = "networking.k8s.io", "v1", "ingresses"
 log = logging.getLogger(__name__)
 
 
@@ -175,6 +177,38 @@ class Kube:
             log.info(
                 "%s/%s changed since it was read; re-planning from the new version", namespace, write.name
             )
+
+    async def observe_ingresses(self, namespace: str, primary: str, canary: str) -> IngressPairObs:
+        """The nginx router's Ingresses: the user's primary and the operator's canary."""
+        got = await asyncio.gather(self._ingress(namespace, primary), self._ingress(namespace, canary))
+        return IngressPairObs(*got)
+
+    async def _ingress(self, namespace: str, name: str) -> IngressObs:
+        try:
+            obj: dict[str, Any] = await self.custom.get_namespaced_custom_object(
+                NETWORKING_GROUP, NETWORKING_VERSION, namespace, INGRESSES, name
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return IngressObs(name, exists=False)
+            raise
+        return ingress_obs(obj)
+
+    async def apply_ingress(self, manifest: dict[str, Any]) -> None:
+        meta = manifest["metadata"]
+        await self.custom.patch_namespaced_custom_object(
+            NETWORKING_GROUP, NETWORKING_VERSION, meta["namespace"], INGRESSES, meta["name"], manifest,
+            field_manager=FIELD_MANAGER, force=True, _content_type=_APPLY,
+        )  # fmt: skip
+
+    async def delete_ingress(self, namespace: str, name: str) -> None:
+        try:
+            await self.custom.delete_namespaced_custom_object(
+                NETWORKING_GROUP, NETWORKING_VERSION, namespace, INGRESSES, name
+            )
+        except ApiException as exc:
+            if exc.status != 404:  # already gone is the goal
+                raise
 
     async def patch_spec(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
         await self.custom.patch_namespaced_custom_object(

@@ -341,6 +341,33 @@ class RouteObs:
 
 
 @dataclass(frozen=True)
+class IngressObs:
+    """One networking.k8s.io/v1 Ingress as the nginx router reads it (primary or canary)."""
+
+    name: str
+    exists: bool
+    resource_version: str = ""
+    ingress_class: str | None = None  # spec.ingressClassName
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    rules: tuple[Mapping[str, Any], ...] = ()
+    # status.loadBalancer.ingress (IP or hostname): set by the controller that took the Ingress
+    addresses: tuple[str, ...] = ()
+    owner: str | None = None  # the ModelDeployment named in its ownerReferences, if any
+
+
+@dataclass(frozen=True)
+class IngressPairObs:
+    """The nginx router's observation: the user's primary Ingress and the operator's canary Ingress."""
+
+    primary: IngressObs
+    canary: IngressObs
+
+
+# What a router with a proxy object reads back: an HTTPRoute (gatewayAPI) or Ingresses (nginx).
+ProxyObs = RouteObs | IngressPairObs
+
+
+@dataclass(frozen=True)
 class RouteStatus:
     """status.route: the router's object and what it carries, read back from it."""
 
@@ -532,4 +559,4 @@ class Observed:
     # A fresh analysis run taken this reconcile (None: none was due), or why the analysis spec is
     # unusable. The planner decides whether to record it in status.lastAnalysis and what to announce.
     analysis: AnalysisResult | AnalysisInvalid | None = None
-    route: RouteObs | None = None  # the gatewayAPI router's HTTPRoute (None for other routers)
+    route: ProxyObs | None = None  # the router's proxy objects, read back (None for the replicas router)

@@ -239,7 +239,18 @@ class GatewayAPIRoute:
     scale_down_delay_seconds: int = 30  # pods that left the route keep running this long (proxies lag)
 
 
-RouterSpec = ReplicasRoute | GatewayAPIRoute
+@dataclass(frozen=True)
+class NginxRoute:
+    """A canary Ingress with the NGINX canary annotations beside the user's Ingress `ingress`."""
+
+    ingress: str
+    canary_replicas: int | None = None  # canary pods whatever the weight; None: its share of replicas
+    scale_down_delay_seconds: int = 30  # pods that left the route keep running this long (proxies lag)
+
+
+RouterSpec = ReplicasRoute | GatewayAPIRoute | NginxRoute
+# Routers whose traffic share is set by a proxy, not by pod counts: each track has its own Service.
+PROXY_ROUTES = (GatewayAPIRoute, NginxRoute)
 
 
 @dataclass(frozen=True)
@@ -458,33 +469,28 @@ _DNS_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-
 
 def _parse_router(raw: Any) -> RouterSpec:
     router = _obj(raw, "spec.rollout.trafficRouter") or {"replicas": {}}
-    if len(router) != 1 or set(router) - {"replicas", "gatewayAPI"}:
+    if len(router) != 1 or set(router) - {"replicas", "gatewayAPI", "nginx"}:
         raise InvalidSpec(
             f"spec.rollout.trafficRouter: set exactly one router, got {sorted(router)} "
-            "(supported: replicas, gatewayAPI)"
+            "(supported: replicas, gatewayAPI, nginx)"
         )
     if "replicas" in router:
         _obj(router["replicas"], "spec.rollout.trafficRouter.replicas")
         return ReplicasRoute()
-    where = "spec.rollout.trafficRouter.gatewayAPI"
-    gw = _obj(router["gatewayAPI"], where)
-    route = _str(gw.get("httpRoute"), "spec.rollout.trafficRouter.gatewayAPI.httpRoute", required=True) or ""
-    if len(route) > 253 or not _DNS_NAME.match(route):
-        raise InvalidSpec(f"spec.rollout.trafficRouter.gatewayAPI.httpRoute: {route!r} is not an object name")
-    fixed = gw.get("canaryReplicas")
-    return GatewayAPIRoute(
-        http_route=route,
-        canary_replicas=None
-        if fixed is None
-        else _int(fixed, "spec.rollout.trafficRouter.gatewayAPI.canaryReplicas", 1, 1000, 1),
-        scale_down_delay_seconds=_int(
-            gw.get("scaleDownDelaySeconds"),
-            f"{where}.scaleDownDelaySeconds",
-            0,
-            3600,
-            SCALE_DOWN_DELAY_SECONDS,
-        ),
+    kind, field_name = ("gatewayAPI", "httpRoute") if "gatewayAPI" in router else ("nginx", "ingress")
+    where = f"spec.rollout.trafficRouter.{kind}"
+    body = _obj(router[kind], where)
+    target = _str(body.get(field_name), f"{where}.{field_name}", required=True) or ""
+    if len(target) > 253 or not _DNS_NAME.match(target):
+        raise InvalidSpec(f"{where}.{field_name}: {target!r} is not an object name")
+    fixed = body.get("canaryReplicas")
+    canary_replicas = None if fixed is None else _int(fixed, f"{where}.canaryReplicas", 1, 1000, 1)
+    delay = _int(
+        body.get("scaleDownDelaySeconds"), f"{where}.scaleDownDelaySeconds", 0, 3600, SCALE_DOWN_DELAY_SECONDS
     )
+    if kind == "nginx":
+        return NginxRoute(ingress=target, canary_replicas=canary_replicas, scale_down_delay_seconds=delay)
+    return GatewayAPIRoute(http_route=target, canary_replicas=canary_replicas, scale_down_delay_seconds=delay)
 
 
 def _parse_intent(raw: Any) -> Intent | None:
@@ -598,11 +604,21 @@ def parse_spec(raw: Mapping[str, Any]) -> Spec:
             "canary; shadow steps go first, while the canary serves no one"
         )
     header_steps = [i for i, s in enumerate(steps) if isinstance(s, SetHeaderRoute)]
-    if header_steps and not isinstance(router, GatewayAPIRoute):
+    if header_steps and not isinstance(router, PROXY_ROUTES):
         raise InvalidSpec(
             f"spec.rollout.steps[{header_steps[0]}].setHeaderRoute needs a router that routes by header "
-            "(spec.rollout.trafficRouter.gatewayAPI); the replicas router splits by pod count only"
+            "(spec.rollout.trafficRouter.gatewayAPI or nginx); the replicas router splits by pod count only"
         )
+    if isinstance(router, NginxRoute):
+        for i in header_steps:
+            step = steps[i]
+            assert isinstance(step, SetHeaderRoute)
+            if len(step.headers) > 1:
+                raise InvalidSpec(
+                    f"spec.rollout.steps[{i}].setHeaderRoute.headers: the nginx router matches one header "
+                    "(nginx.ingress.kubernetes.io/canary-by-header), got "
+                    f"{len(step.headers)}"
+                )
 
     analysis = rollout.get("analysis")
     if analysis is not None and not isinstance(analysis, Mapping):

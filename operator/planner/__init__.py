@@ -47,8 +47,9 @@ from mlrollout.operator.planner.work import (
 )
 from mlrollout.operator.routers import TrafficRouter
 from mlrollout.operator.routers.gateway_api import GatewayAPIRouter
+from mlrollout.operator.routers.nginx import NginxRouter
 from mlrollout.operator.routers.replicas import ReplicasRouter
-from mlrollout.operator.spec import GatewayAPIRoute, Spec
+from mlrollout.operator.spec import GatewayAPIRoute, NginxRoute, Spec
 
 __all__ = [
     "ALIAS_REFRESH",
@@ -79,6 +80,13 @@ def router_for(md_name: str, spec: Spec) -> TrafficRouter:
     if isinstance(spec.router, GatewayAPIRoute):
         return GatewayAPIRouter(
             spec.router.http_route,
+            md_name,
+            spec.router.canary_replicas,
+            scale_down_delay=spec.router.scale_down_delay_seconds,
+        )
+    if isinstance(spec.router, NginxRoute):
+        return NginxRouter(
+            spec.router.ingress,
             md_name,
             spec.router.canary_replicas,
             scale_down_delay=spec.router.scale_down_delay_seconds,

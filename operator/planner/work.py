@@ -23,7 +23,7 @@ from mlrollout.operator.model import (
     Status,
     Track,
 )
-from mlrollout.operator.routers import RouteWrite
+from mlrollout.operator.routers import ProxyWrite
 from mlrollout.operator.spec import Spec
 
 TAG_STATUS = "mlrollout.status"  # MLflow model-version tag: deployed | rolled_back | rejected | superseded
@@ -70,7 +70,7 @@ class Plan:
     tags: tuple[Tag, ...] = ()
     aliases: tuple[AliasMove, ...] = ()
     requeue_after: float | None = None
-    route: RouteWrite | None = None  # the router's route object, rewritten (gatewayAPI)
+    route: ProxyWrite | None = None  # the router's proxy object, rewritten (gatewayAPI) or applied (nginx)
 
 
 class StatusChanges(TypedDict, total=False):

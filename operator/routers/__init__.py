@@ -6,9 +6,10 @@ extra objects realise a weight, and whether the observed cluster realises it yet
 Deployments and holds every scale-down until the incoming pods are Ready (a surge, never a dip), and
 the applier makes the calls.
 
-Routers that steer a proxy (`gatewayAPI`) also own part of an object the user wrote: `route_write`
-says how the observed route must change for a weight and header rule (None: it already says so),
-and `route_verdict` whether the proxy serves it, read back from the object and its controller's
+Routers that steer a proxy also own a proxy object: part of the HTTPRoute the user wrote
+(`gatewayAPI`), or a canary Ingress of their own beside the user's Ingress (`nginx`). `route_write`
+says how the observed objects must change for a weight and header rule (None: they already say so),
+and `route_verdict` whether the proxy serves it, read back from the objects and their controller's
 status. A step that moves traffic completes only when both the pods and the route are right.
 """
 
@@ -18,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from mlrollout.operator.model import DeploymentObs, HeaderMatch, RouteObs
+from mlrollout.operator.model import DeploymentObs, HeaderMatch, ProxyObs
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,20 @@ class RouteWrite:
 
 
 @dataclass(frozen=True)
+class IngressWrite:
+    """Server-side apply the router's own canary Ingress `name` (`manifest`, without owner references:
+    the applier adds the ModelDeployment's), or delete it (`manifest` None)."""
+
+    name: str
+    manifest: Mapping[str, Any] | None
+
+    kind: str = "Ingress"
+
+
+ProxyWrite = RouteWrite | IngressWrite
+
+
+@dataclass(frozen=True)
 class RouteVerdict:
     """Whether the route serves what the plan wants; `reason`/`message` say why not."""
 
@@ -61,6 +76,11 @@ class TrafficRouter(Protocol):
         ...
 
     @property
+    def route_kind(self) -> str:
+        """The kind of the proxy object named by route_name (HTTPRoute, Ingress; "" without one)."""
+        ...
+
+    @property
     def supports_headers(self) -> bool: ...
 
     @property
@@ -69,13 +89,13 @@ class TrafficRouter(Protocol):
         ...
 
     def route_write(
-        self, route: RouteObs | None, weight: int, headers: tuple[HeaderMatch, ...]
-    ) -> RouteWrite | None:
+        self, route: ProxyObs | None, weight: int, headers: tuple[HeaderMatch, ...]
+    ) -> ProxyWrite | None:
         """How the observed route must change to carry `weight` and `headers`; None if it does."""
         ...
 
     def route_verdict(
-        self, route: RouteObs | None, weight: int, headers: tuple[HeaderMatch, ...]
+        self, route: ProxyObs | None, weight: int, headers: tuple[HeaderMatch, ...]
     ) -> RouteVerdict:
         """Whether the proxy serves `weight` and `headers` now."""
         ...

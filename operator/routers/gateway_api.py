@@ -23,8 +23,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mlrollout.operator.model import DeploymentObs, HeaderMatch, RouteObs
-from mlrollout.operator.routers import RouteVerdict, RouteWrite, WeightPlan
+from mlrollout.operator.model import DeploymentObs, HeaderMatch, ProxyObs, RouteObs
+from mlrollout.operator.routers import ProxyWrite, RouteVerdict, RouteWrite, WeightPlan
 
 HEADER_RULE_PREFIX = "mlrollout-header-"
 
@@ -177,6 +177,7 @@ class GatewayAPIRouter:
     fixed_canary_replicas: int | None = None
     scale_down_delay: float = 30.0  # seconds pods that left the route keep running (proxies lag)
     name: str = "gatewayAPI"
+    route_kind: str = "HTTPRoute"
     supports_headers: bool = True
 
     @property
@@ -205,8 +206,9 @@ class GatewayAPIRouter:
         return canary is not None and canary.ready_replicas >= plan.canary_replicas
 
     def route_write(
-        self, route: RouteObs | None, weight: int, headers: tuple[HeaderMatch, ...]
-    ) -> RouteWrite | None:
+        self, route: ProxyObs | None, weight: int, headers: tuple[HeaderMatch, ...]
+    ) -> ProxyWrite | None:
+        route = route if isinstance(route, RouteObs) else None
         if route is None or not route.exists or not managed_rules(route.rules, self.stable_service):
             return None  # nothing to write into; route_verdict says why
         rules = desired_rules(route.rules, self.stable_service, self.canary_service, weight, headers)
@@ -215,6 +217,7 @@ class GatewayAPIRouter:
         return RouteWrite("HTTPRoute", route.name, route.resource_version, tuple(rules))
 
     def route_verdict(
-        self, route: RouteObs | None, weight: int, headers: tuple[HeaderMatch, ...]
+        self, route: ProxyObs | None, weight: int, headers: tuple[HeaderMatch, ...]
     ) -> RouteVerdict:
+        route = route if isinstance(route, RouteObs) else None
         return route_verdict(route, self.stable_service, self.canary_service, weight, headers)

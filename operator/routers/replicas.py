@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mlrollout.operator.model import DeploymentObs, HeaderMatch, RouteObs
-from mlrollout.operator.routers import RouteVerdict, RouteWrite, WeightPlan
+from mlrollout.operator.model import DeploymentObs, HeaderMatch, ProxyObs
+from mlrollout.operator.routers import ProxyWrite, RouteVerdict, WeightPlan
 
 
 def split_replicas(total: int, weight: int) -> tuple[int, int]:
@@ -52,16 +52,17 @@ def _serves(obs: DeploymentObs | None, replicas: int) -> bool:
 class ReplicasRouter:
     name: str = "replicas"
     route_name: str | None = None
+    route_kind: str = ""
     supports_headers: bool = False
     scale_down_delay: float = 0.0  # no proxy: a pod leaves the Service when it stops being Ready
 
     def route_write(
-        self, route: RouteObs | None, weight: int, headers: tuple[HeaderMatch, ...]
-    ) -> RouteWrite | None:
+        self, route: ProxyObs | None, weight: int, headers: tuple[HeaderMatch, ...]
+    ) -> ProxyWrite | None:
         return None  # no proxy object: the pods are the route
 
     def route_verdict(
-        self, route: RouteObs | None, weight: int, headers: tuple[HeaderMatch, ...]
+        self, route: ProxyObs | None, weight: int, headers: tuple[HeaderMatch, ...]
     ) -> RouteVerdict:
         return RouteVerdict(True)
 

@@ -13,6 +13,7 @@ from mlrollout.operator.model import (
     AnalysisResult,
     DeploymentObs,
     Observed,
+    ProxyObs,
     RegistryFailure,
     Resolution,
     RouteObs,
@@ -20,6 +21,7 @@ from mlrollout.operator.model import (
     Status,
 )
 from mlrollout.operator.planner import ALIAS_RETRY_SECONDS, AliasMove, Plan, needs_resolution, plan
+from mlrollout.operator.routers import RouteWrite
 from mlrollout.operator.spec import InvalidSpec, SetWeight, Spec, parse_spec
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -74,7 +76,7 @@ class Sim:
     analysis: AnalysisResult | AnalysisInvalid | None = None
     plans: list[Plan] = field(default_factory=list)
     lag: int = 0
-    route: RouteObs | None = None  # the gatewayAPI router's HTTPRoute, as a controller would keep it
+    route: ProxyObs | None = None  # the router's proxy objects, as a controller would keep them
     route_accepts: bool = True
     alias_failures: int = 0  # the next N alias moves fail (the applier keeps status.pendingAlias)
     ready_pods: list[int] = field(default_factory=list)  # Ready pods of the ModelDeployment after each tick
@@ -104,19 +106,7 @@ class Sim:
         p = plan("churn", self.spec, self.status, obs)
         self.plans.append(p)
         self.status = p.status
-        if p.route is not None and self.route is not None:  # the applier writes, the controller accepts
-            generation = self.route.generation + 1
-            parent = RouteParent(
-                "ml/gw",
-                generation,
-                self.route_accepts,
-                True,
-                "" if self.route_accepts else "NotAllowedByListeners",
-                "listener does not allow this route",
-            )
-            self.route = RouteObs(
-                self.route.name, True, generation, str(generation), p.route.rules, (parent,)
-            )
+        self.apply_route(p)
         if p.aliases:  # as the applier does: a move the registry took clears pendingAlias
             if self.alias_failures:
                 self.alias_failures -= 1
@@ -149,6 +139,21 @@ class Sim:
         self._ticks += 1
         self.now += timedelta(seconds=seconds)
         return p
+
+    def apply_route(self, p: Plan) -> None:
+        """The applier writes the route, the controller accepts it (a subclass may model another proxy)."""
+        if not isinstance(p.route, RouteWrite) or not isinstance(self.route, RouteObs):
+            return
+        generation = self.route.generation + 1
+        parent = RouteParent(
+            "ml/gw",
+            generation,
+            self.route_accepts,
+            True,
+            "" if self.route_accepts else "NotAllowedByListeners",
+            "listener does not allow this route",
+        )
+        self.route = RouteObs(self.route.name, True, generation, str(generation), p.route.rules, (parent,))
 
     def result(
         self, verdict: str, action: str | None = None, message: str = "errorRate 0.002 <= 0.01"
