@@ -295,7 +295,11 @@ def snapshot(
         r = st.route
         carried = f"{r.weight}%" if r.weight is not None else "-"
         served = "served" if r.ready else f"not served ({r.reason}: {r.message})"
-        route = f"{r.kind} {r.name}: canary weight in the route {carried}, {served}"
+        if r.kind == "Ingress":  # nginx router: the weight is on its own canary Ingress
+            canary = f"{meta.get('name', '')}-canary"
+            route = f"Ingress {r.name} + canary Ingress {canary}: canary-weight {carried}, {served}"
+        else:
+            route = f"{r.kind} {r.name}: canary weight in the route {carried}, {served}"
     header = None
     if st.header_route:
         rule = " and ".join(f"{h.name} {h.type} {h.value!r}" for h in st.header_route)

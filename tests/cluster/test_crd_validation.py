@@ -25,6 +25,13 @@ def _with(path: str, value: Any, *, delete: bool = False) -> dict[str, Any]:
     return md
 
 
+def _nginx_with_two_headers() -> dict[str, Any]:
+    md = _with("spec.rollout.trafficRouter", {"nginx": {"ingress": "web"}})
+    headers = [{"name": "X-A", "value": "1"}, {"name": "X-B", "value": "2"}]
+    md["spec"]["rollout"]["steps"][0] = {"setHeaderRoute": {"headers": headers}}
+    return md
+
+
 INVALID = [
     (_with("spec.model", None, delete=True), "spec.model"),
     (
@@ -48,7 +55,24 @@ INVALID = [
     (_with("spec.rollout.steps.1.pause", {"duration": "soon"}), "spec.rollout.steps[1].pause.duration"),
     (_with("spec.rollout.steps", [{"pause": {}}]), "at least one setWeight step must be above 0"),
     (_with("spec.rollout.progressDeadlineSeconds", 1), "spec.rollout.progressDeadlineSeconds"),
-    (_with("spec.rollout.trafficRouter", {"nginx": {"ingress": "x"}}), "spec.rollout.trafficRouter"),
+    (_with("spec.rollout.trafficRouter", {"nginx": {}}), "spec.rollout.trafficRouter.nginx.ingress"),
+    (
+        _with("spec.rollout.trafficRouter", {"nginx": {"ingress": "Bad_Name"}}),
+        "spec.rollout.trafficRouter.nginx.ingress",
+    ),
+    (
+        _with("spec.rollout.trafficRouter", {"nginx": {"ingress": "web", "canaryReplicas": 0}}),
+        "spec.rollout.trafficRouter.nginx.canaryReplicas",
+    ),
+    (
+        _with("spec.rollout.trafficRouter", {"nginx": {"ingress": "web", "scaleDownDelaySeconds": 4000}}),
+        "spec.rollout.trafficRouter.nginx.scaleDownDelaySeconds",
+    ),
+    (
+        _with("spec.rollout.trafficRouter", {"nginx": {"ingress": "web"}, "gatewayAPI": {"httpRoute": "r"}}),
+        "set exactly one router (supported: replicas, gatewayAPI, nginx)",
+    ),
+    (_nginx_with_two_headers(), "the nginx router (spec.rollout.trafficRouter.nginx) matches one header"),
     (
         _with("spec.rollout.trafficRouter", {"gatewayAPI": {}}),
         "spec.rollout.trafficRouter.gatewayAPI.httpRoute",
@@ -210,7 +234,13 @@ def test_serving_pod_fields_are_accepted_and_kept(crd: Any, kc: Kubectl) -> None
 
 
 @pytest.mark.parametrize(
-    "example", ["modeldeployment.yaml", "modeldeployment-minimal.yaml", "gateway-api/modeldeployment.yaml"]
+    "example",
+    [
+        "modeldeployment.yaml",
+        "modeldeployment-minimal.yaml",
+        "gateway-api/modeldeployment.yaml",
+        "nginx/modeldeployment.yaml",
+    ],
 )
 def test_examples_are_accepted_by_the_api_server(crd: Any, kc: Kubectl, example: str) -> None:
     path = crd.parent.parent / "examples" / example

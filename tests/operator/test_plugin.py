@@ -244,6 +244,26 @@ def test_router_and_header_route_lines() -> None:
     assert "router HTTPRoute churn: canary weight in the route 5%, served" in progress_lines(snapshot(md))
 
 
+def test_nginx_router_line_names_both_ingresses_and_the_applied_weight() -> None:
+    md = with_status(
+        MD,
+        route={"kind": "Ingress", "name": "web", "weight": 25, "ready": True},
+        headerRoute=[{"name": "X-Canary", "value": "always", "type": "Exact"}],
+    )
+    name = MD["metadata"]["name"]
+    text = frame(snapshot(md), NOW)
+    assert f"Router:     Ingress web + canary Ingress {name}-canary: canary-weight 25%, served" in text
+    assert "Headers:    requests with X-Canary Exact 'always' go to the canary" in text
+    held = with_status(
+        MD,
+        route={"kind": "Ingress", "name": "web", "weight": 0, "ready": False, "reason": "IngressNotServed",
+               "message": "Ingress web is not served by any Ingress controller"},
+    )  # fmt: skip
+    assert "canary-weight 0%, not served (IngressNotServed: Ingress web is not served" in frame(
+        snapshot(held), NOW
+    )
+
+
 def test_tree_nests_pods_under_their_revision() -> None:
     text = tree(snapshot(MD, DEPLOYMENTS, PODS, EVENTS), NOW)
     lines = text.splitlines()
