@@ -1,0 +1,527 @@
+"""mlrollout's operator against Argo Rollouts' controller, side by side on one local cluster.
+
+Same cluster (hack/local_cluster.py: real control plane, kwok nodes), same harness, same work, one
+controller at a time, interleaved: N objects, each with 2 replicas and the steps setWeight 50 /
+pause / setWeight 100; a Rollout whose pod template changes against a ModelDeployment whose model
+version changes (mlrollout also resolves the version in a real `mlflow server`; Argo has no registry).
+
+    .venv/bin/python -P benchmarks/operator/bench_peers.py --count 100 --count 500 --rounds 1
+
+Each run, in a fresh namespace, with the controller started fresh:
+  1. create N objects at version 1, wait until every one is settled (Argo: Healthy; mlrollout: Promoted);
+  2. change all N (rate-limited, like a rollout wave): change -> canary workload created (Argo: the new
+     ReplicaSet; mlrollout: the canary Deployment), change -> the 50% step reached (paused at step 1);
+  3. abort all N: abort -> canary workload at 0 replicas (or deleted).
+Latencies are per object from the harness's own watches (local monotonic clock); settle is the first
+change to the last object done. The controller's RSS is sampled every 0.5 s, its CPU seconds come from
+/proc (utime + stime) per phase. The registry's CPU (mlflow server) is reported on its own line.
+Argo runs with its shipped defaults (10 rollout workers, client QPS 40 / burst 80), mlrollout with its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kubernetes_asyncio import client, config, watch
+from kubernetes_asyncio.client.exceptions import ApiException
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path[:0] = [str(HERE), str(ROOT / "hack"), str(ROOT / "tests")]
+
+import launch  # noqa: E402
+from bench_operator import WorkLogs, pct, register_versions, rss_mb, start_mlflow  # noqa: E402
+from bench_operator import manifest as md_manifest  # noqa: E402
+from local_cluster import LocalCluster  # noqa: E402
+from support.procs import ManagedProcess, free_port  # noqa: E402
+
+ARGO_BUILD = ROOT / "hack" / "build-argo-rollouts.sh"
+Status = dict[str, Any]
+REPLICAS = 2
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of one process (and its reaped children), in seconds."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    ticks = sum(int(f) for f in fields[11:15])  # utime stime cutime cstime (fields 14-17)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """A process and its live descendants (mlflow server runs gunicorn workers)."""
+    total = cpu_seconds(pid)
+    for child in Path(f"/proc/{pid}/task").glob("*/children"):
+        for c in child.read_text().split():
+            total += tree_cpu_seconds(int(c))
+    return total
+
+
+@dataclass
+class Controller:
+    """What differs between the two: the object, its change, abort, workload kind and phase tests."""
+
+    label: str
+    group: str
+    version: str
+    plural: str
+    workload: str  # "deployments" or "replicasets"
+    manifest: Callable[[str, str], dict[str, Any]]
+    change: Callable[[str], dict[str, Any]]
+    abort: Callable[[], dict[str, Any]]
+    abort_status: bool  # the abort is a patch of the status subresource
+    settled: Callable[[Status], bool]
+    at_half: Callable[[Status], bool]
+    start: Callable[[Path, Path, str], ManagedProcess]
+    crds: list[Path] = field(default_factory=list)
+
+
+def argo_manifest(name: str, version: str) -> dict[str, Any]:
+    labels = {"app": name}
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Rollout",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": REPLICAS,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "serve",
+                            "image": "mlrollout/serving:bench",
+                            "env": [{"name": "MODEL_VERSION", "value": version}],
+                        }
+                    ]
+                },
+            },
+            "strategy": {"canary": {"steps": [{"setWeight": 50}, {"pause": {}}, {"setWeight": 100}]}},
+        },
+    }
+
+
+def argo_change(version: str) -> dict[str, Any]:
+    env = [{"name": "MODEL_VERSION", "value": version}]
+    return {
+        "spec": {
+            "template": {
+                "spec": {"containers": [{"name": "serve", "image": "mlrollout/serving:bench", "env": env}]}
+            }
+        }
+    }
+
+
+def start_argo(kubeconfig: Path, work: Path, _tracking_uri: str) -> ManagedProcess:
+    built = Path(
+        subprocess.run(["bash", str(ARGO_BUILD)], check=True, capture_output=True, text=True).stdout.split()[
+            -1
+        ]
+    )
+    healthz, metrics = free_port(), free_port()
+    argv = [
+        str(built / "bin" / "rollouts-controller"),
+        f"--kubeconfig={kubeconfig}",
+        "--leader-elect=false",
+        f"--healthzPort={healthz}",
+        f"--metricsPort={metrics}",
+        "--loglevel=warn",
+    ]
+    proc = ManagedProcess.start("argo-rollouts", argv, env=dict(os.environ), cwd=work, logs=WorkLogs(work))
+    proc.wait_http(f"http://127.0.0.1:{healthz}/healthz", timeout=60)
+    return proc
+
+
+def start_mlrollout(kubeconfig: Path, work: Path, tracking_uri: str) -> ManagedProcess:
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(kubeconfig),
+        "MLROLLOUT_TRACKING_URI": tracking_uri,
+        "MLROLLOUT_RESYNC_SECONDS": "120",
+    }
+    port = free_port()
+    proc = ManagedProcess.start(
+        "mlrollout", launch.operator_argv(port), env=env, cwd=ROOT, logs=WorkLogs(work)
+    )
+    proc.wait_http(launch.liveness_url(port), timeout=60)
+    return proc
+
+
+def controllers() -> dict[str, Controller]:
+    argo_crds = (
+        Path(
+            subprocess.run(
+                ["bash", str(ARGO_BUILD), "--print-dir"], check=True, capture_output=True, text=True
+            ).stdout.strip()
+        )
+        / "crds"
+    )
+    return {
+        "argo": Controller(
+            label=f"Argo Rollouts {_argo_version()}",
+            group="argoproj.io",
+            version="v1alpha1",
+            plural="rollouts",
+            workload="replicasets",
+            manifest=argo_manifest,
+            change=argo_change,
+            abort=lambda: {"status": {"abort": True}},
+            abort_status=True,
+            settled=lambda s: s.get("phase") == "Healthy",
+            at_half=lambda s: s.get("phase") == "Paused" and s.get("currentStepIndex") == 1,
+            start=start_argo,
+            crds=sorted(argo_crds.glob("*.yaml")),
+        ),
+        "mlrollout": Controller(
+            label="mlrollout",
+            group="mlrollout.io",
+            version="v1alpha1",
+            plural="modeldeployments",
+            workload="deployments",
+            manifest=md_manifest,
+            change=lambda version: {"spec": {"model": {"version": version}}},
+            abort=lambda: {
+                "spec": {"intent": {"id": os.urandom(6).hex(), "abort": True, "promote": None, "undo": None}}
+            },
+            abort_status=False,
+            settled=lambda s: s.get("phase") == "Promoted",
+            at_half=lambda s: s.get("phase") == "Paused" and s.get("currentStepIndex") == 1,
+            start=start_mlrollout,
+            crds=[ROOT / "crds" / "modeldeployment.yaml"],
+        ),
+    }
+
+
+def _argo_version() -> str:
+    for line in (ROOT / "hack" / "versions.env").read_text().splitlines():
+        if line.startswith("ARGO_ROLLOUTS_VERSION="):
+            return line.split("=", 1)[1]
+    return "?"
+
+
+@dataclass
+class Seen:
+    """What the harness's watches saw, with local monotonic times."""
+
+    workload_added: dict[str, float] = field(default_factory=dict)
+    workload_zero: dict[str, float] = field(default_factory=dict)
+    workload_full: dict[str, float] = field(default_factory=dict)  # since when 2 of 2 pods Ready
+    status: dict[str, Status] = field(default_factory=dict)
+    # per phase: object name -> first time the phase's predicate held
+    reached: dict[str, dict[str, float]] = field(default_factory=dict)
+    predicates: dict[str, Callable[[Status], bool]] = field(default_factory=dict)
+
+    def on_status(self, name: str, status: Status, now: float) -> None:
+        self.status[name] = status
+        for phase, test in self.predicates.items():
+            if test(status):
+                self.reached[phase].setdefault(name, now)
+
+    def expect(self, phase: str, test: Callable[[Status], bool]) -> None:
+        self.reached[phase] = {}
+        self.predicates[phase] = test
+        for name, status in self.status.items():  # already true before the phase began does not count
+            if test(status):
+                self.reached[phase][name] = float("-inf")
+
+
+def summary(lat: list[float]) -> dict[str, float]:
+    return {
+        "p50": round(statistics.median(lat), 3),
+        "p95": round(pct(lat, 0.95), 3),
+        "max": round(max(lat), 3),
+    }
+
+
+@dataclass(frozen=True)
+class Run:
+    ctl: Controller
+    count: int
+    rate: float
+    kubeconfig: Path
+    namespace: str
+    limit_s: float
+    work: Path
+
+
+def run_one(
+    ctl: Controller, count: int, args: argparse.Namespace, kubeconfig: Path, tracking_uri: str
+) -> dict[str, Any]:
+    """A fresh namespace and a freshly started controller for one measured run; both gone after."""
+    ns = f"peers-{ctl.plural[:4]}-{count}-{int(time.time()) % 100000}"
+    kenv = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+    subprocess.run(["kubectl", "create", "namespace", ns], env=kenv, check=True, capture_output=True)
+    proc = ctl.start(kubeconfig, args.work, tracking_uri)
+    profiler = None
+    if args.py_spy and ctl.plural == "modeldeployments":  # sampled stacks of the Python operator
+        out = args.work / f"py-spy-{count}.txt"
+        argv = [
+            str(Path(sys.executable).parent / "py-spy"),
+            "record",
+            "--pid",
+            str(proc.pid),
+            "--rate",
+            "50",
+            "--format",
+            "raw",
+        ]
+        profiler = subprocess.Popen([*argv, "--nonblocking", "--output", str(out)], stdout=subprocess.DEVNULL)
+    try:
+        return asyncio.run(measure(Run(ctl, count, args.rate, kubeconfig, ns, args.limit, args.work), proc))
+    finally:
+        # The namespace goes while its controller still runs: mlrollout's finalizers need it.
+        subprocess.run(
+            ["kubectl", "delete", "namespace", ns, "--wait=true", "--timeout=300s"],
+            env=kenv,
+            check=False,
+            capture_output=True,
+        )
+        if profiler is not None:
+            profiler.send_signal(signal.SIGINT)
+            profiler.wait(timeout=60)
+        proc.stop(timeout=20)
+
+
+async def measure(run: Run, proc: ManagedProcess) -> dict[str, Any]:
+    ctl, count, rate, ns, limit_s, work = run.ctl, run.count, run.rate, run.namespace, run.limit_s, run.work
+    kubeconfig = run.kubeconfig
+    await config.load_kube_config(str(kubeconfig))
+    api = client.ApiClient()
+    custom, apps = client.CustomObjectsApi(api), client.AppsV1Api(api)
+    seen = Seen()
+    stop = asyncio.Event()
+    peak = [0.0]
+    list_workloads = (
+        apps.list_namespaced_deployment if ctl.workload == "deployments" else apps.list_namespaced_replica_set
+    )
+
+    async def watch_workloads() -> None:
+        w = watch.Watch()
+        while not stop.is_set():
+            try:
+                async for ev in w.stream(list_workloads, ns, timeout_seconds=60):
+                    now, obj = time.monotonic(), ev["object"]
+                    name = obj.metadata.name
+                    seen.workload_added.setdefault(name, now)
+                    if ev["type"] == "DELETED" or (obj.spec.replicas or 0) == 0:
+                        seen.workload_zero.setdefault(name, now)
+                    else:
+                        seen.workload_zero.pop(name, None)
+                    ready = (obj.status.ready_replicas or 0) if obj.status else 0
+                    if ev["type"] != "DELETED" and obj.spec.replicas == REPLICAS and ready == REPLICAS:
+                        seen.workload_full.setdefault(name, now)
+                    else:
+                        seen.workload_full.pop(name, None)
+            except (TimeoutError, ApiException, OSError):
+                await asyncio.sleep(0.2)
+
+    async def watch_objects() -> None:
+        w = watch.Watch()
+        while not stop.is_set():
+            try:
+                async for ev in w.stream(
+                    custom.list_namespaced_custom_object,
+                    ctl.group,
+                    ctl.version,
+                    ns,
+                    ctl.plural,
+                    timeout_seconds=60,
+                ):
+                    obj = ev["object"]
+                    seen.on_status(obj["metadata"]["name"], obj.get("status") or {}, time.monotonic())
+            except (TimeoutError, ApiException, OSError):
+                await asyncio.sleep(0.2)
+
+    async def sample_rss() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], rss_mb(proc.pid))
+            await asyncio.sleep(0.5)
+
+    async def until(phase: str, names: list[str]) -> float:
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline:
+            if len(seen.reached[phase]) >= len(names):
+                return max(seen.reached[phase].values())
+            await asyncio.sleep(0.2)
+        missing = [n for n in names if n not in seen.reached[phase]][:5]
+        raise SystemExit(
+            f"{ctl.label}: {phase} not reached by {missing}... within {limit_s}s; logs in {work}"
+        )
+
+    async def paced(names: list[str], act: Callable[[str], Any]) -> dict[str, float]:
+        at: dict[str, float] = {}
+        start = time.monotonic()
+        for i, name in enumerate(names):
+            await asyncio.sleep(max(0.0, start + i / rate - time.monotonic()))
+            at[name] = time.monotonic()
+            await act(name)
+        return at
+
+    def patch(name: str, body: dict[str, Any], *, status: bool = False) -> Any:
+        call = (
+            custom.patch_namespaced_custom_object_status if status else custom.patch_namespaced_custom_object
+        )
+        return call(
+            ctl.group, ctl.version, ns, ctl.plural, name, body, _content_type="application/merge-patch+json"
+        )
+
+    tasks = [asyncio.create_task(t()) for t in (watch_workloads, watch_objects, sample_rss)]
+    names = [f"md-{i:04d}" for i in range(count)]
+    cpu: dict[str, float] = {}
+    try:
+        await asyncio.sleep(1.0)  # both watches listening before the first create
+        rss_idle = rss_mb(proc.pid)
+        c0 = cpu_seconds(proc.pid)
+        seen.expect("settled", ctl.settled)
+        created = await paced(
+            names,
+            lambda n: custom.create_namespaced_custom_object(
+                ctl.group, ctl.version, ns, ctl.plural, ctl.manifest(n, "1")
+            ),
+        )
+        t_settled = await until("settled", names)
+        c1 = cpu_seconds(proc.pid)
+        before = set(seen.workload_added)
+        seen.expect("half", ctl.at_half)
+        changed = await paced(names, lambda n: patch(n, ctl.change("2")))
+        t_half = await until("half", names)
+        c2 = cpu_seconds(proc.pid)
+        canary: dict[str, str] = {}
+        stable: dict[str, str] = {}
+        for name in names:
+            new = [w for w in seen.workload_added if w.startswith(f"{name}-") and w not in before]
+            old = [w for w in before if w.startswith(f"{name}-")]
+            if len(new) != 1 or len(old) != 1:
+                raise SystemExit(f"{ctl.label}: {name} has workloads {old} before and {new} after the change")
+            canary[name], stable[name] = new[0], old[0]
+        for w in canary.values():
+            seen.workload_zero.pop(w, None)
+        aborted = await paced(names, lambda n: patch(n, ctl.abort(), status=ctl.abort_status))
+        deadline = time.monotonic() + limit_s
+        while any(canary[n] not in seen.workload_zero or stable[n] not in seen.workload_full for n in names):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{ctl.label}: not rolled back within {limit_s}s; logs in {work}")
+            await asyncio.sleep(0.2)
+        t_zero = max(seen.workload_zero[canary[n]] for n in names)
+        full = {n: max(seen.workload_full[stable[n]], aborted[n]) for n in names}
+        c3 = cpu_seconds(proc.pid)
+        cpu = {"create": c1 - c0, "change": c2 - c1, "abort": c3 - c2}
+        return {
+            "controller": ctl.label,
+            "count": count,
+            "change_to_canary_created_s": summary(
+                [seen.workload_added[canary[n]] - changed[n] for n in names]
+            ),
+            "change_to_half_s": summary([seen.reached["half"][n] - changed[n] for n in names]),
+            "abort_to_canary_zero_s": summary([seen.workload_zero[canary[n]] - aborted[n] for n in names]),
+            "abort_to_stable_full_s": summary([full[n] - aborted[n] for n in names]),
+            "create_to_settled_s": summary([seen.reached["settled"][n] - created[n] for n in names]),
+            "settle_s": {
+                "create": round(t_settled - min(created.values()), 1),
+                "change_to_half": round(t_half - min(changed.values()), 1),
+                "abort": round(max(t_zero, *full.values()) - min(aborted.values()), 1),
+            },
+            "rss_mb": {
+                "idle": round(rss_idle, 1),
+                "peak": round(peak[0], 1),
+                "end": round(rss_mb(proc.pid), 1),
+            },
+            "cpu_s": {k: round(v, 1) for k, v in cpu.items()} | {"total": round(sum(cpu.values()), 1)},
+        }
+    finally:
+        stop.set()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await api.close()
+
+
+def loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--count", type=int, action="append", help="objects per run (repeatable); default 100 and 500"
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds per count")
+    parser.add_argument("--rate", type=float, default=20.0, help="creates / changes / aborts per second")
+    parser.add_argument("--only", choices=["argo", "mlrollout"], help="run one controller (profiling)")
+    parser.add_argument("--limit", type=float, default=900.0, help="seconds each phase may take")
+    parser.add_argument("--py-spy", action="store_true", help="record mlrollout's stacks (py-spy, raw)")
+    parser.add_argument("--out", type=Path, help="append each run's JSON line here")
+    args = parser.parse_args()
+    counts = args.count or [100, 500]
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    work = args.work = Path(tempfile.mkdtemp(prefix="mlrollout-peers-"))
+    (work / "artifacts").mkdir()
+    ctls = controllers()
+    order = [args.only] if args.only else ["argo", "mlrollout"]
+    # 2 pods per object, 3 during a step (a surge), 20% headroom; kwok nodes hold 110 pods each.
+    nodes = max(3, -(-max(counts) * 3 * 12 // (110 * 10)))
+    cluster = LocalCluster(state=work / "cluster", nodes=nodes)
+    cluster.up()
+    kenv = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}
+    mlflow, uri = start_mlflow(work)
+    results: list[dict[str, Any]] = []
+    try:
+        register_versions(uri)
+        for ctl in ctls.values():
+            for crd in ctl.crds:
+                subprocess.run(
+                    ["kubectl", "apply", "--server-side", "-f", str(crd)],
+                    env=kenv,
+                    check=True,
+                    capture_output=True,
+                )
+        subprocess.run(
+            ["kubectl", "wait", "--for=condition=Established", "crd", "--all"],
+            env=kenv,
+            check=True,
+            capture_output=True,
+        )
+        for count in counts:
+            for r in range(args.rounds):
+                for key in order if r % 2 == 0 else list(reversed(order)):
+                    load_before = loadavg()
+                    m0 = tree_cpu_seconds(mlflow.pid)
+                    result = run_one(ctls[key], count, args, cluster.kubeconfig, uri)
+                    result |= {
+                        "round": r,
+                        "load_before": load_before,
+                        "load_after": loadavg(),
+                        "registry_cpu_s": round(tree_cpu_seconds(mlflow.pid) - m0, 1),
+                    }
+                    results.append(result)
+                    print(json.dumps(result), flush=True)
+                    if args.out:
+                        with args.out.open("a") as f:
+                            f.write(json.dumps(result) + "\n")
+    finally:
+        mlflow.stop()
+        cluster.down()
+    print(f"logs: {work}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
