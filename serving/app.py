@@ -377,5 +377,10 @@ def _load_in_background(state: ServerState, loader: Callable[[], LoadedModel]) -
     try:
         state.install(loader())
     except Exception as exc:
-        state.load_error = f"model failed to load: {exc}"
+        # Log before readiness reports the failure: whoever waits for it (a probe, a test) then
+        # finds the traceback written, and no thread is still formatting it. On CPython 3.11 a
+        # traceback format (ast.parse for its carets) racing an ast.parse in another thread
+        # (werkzeug compiles each URL rule that way) can raise "AST constructor recursion depth
+        # mismatch" (python/cpython#106905).
         log.exception("model failed to load")
+        state.load_error = f"model failed to load: {exc}"

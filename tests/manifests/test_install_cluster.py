@@ -168,7 +168,11 @@ def test_operator_can_do_everything_it_documents(installed: Any, namespace: str)
         ("patch", "clusterkopfpeerings.kopf.dev/someone-else", []),
         ("delete", "modeldeployments.mlrollout.io", ["--all-namespaces"]),
         ("create", "statefulsets.apps", ["--all-namespaces"]),
-        ("create", "ingresses.networking.k8s.io", ["--all-namespaces"]),
+        # The nginx router creates, patches and deletes its own canary Ingress; it never lists,
+        # watches or updates Ingresses, and touches no other networking objects.
+        ("list", "ingresses.networking.k8s.io", ["--all-namespaces"]),
+        ("update", "ingresses.networking.k8s.io", ["--all-namespaces"]),
+        ("create", "networkpolicies.networking.k8s.io", ["--all-namespaces"]),
     ],
 )
 def test_operator_cannot_touch_what_it_does_not_manage(
