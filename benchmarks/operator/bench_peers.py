@@ -315,7 +315,10 @@ async def measure(run: Run, proc: ManagedProcess) -> dict[str, Any]:
         w = watch.Watch()
         while not stop.is_set():
             try:
-                async for ev in w.stream(list_workloads, ns, timeout_seconds=60):
+                # Each new stream resumes where the last ended: a fresh list would miss the deletions
+                # made between two streams (a deleted canary is never listed again).
+                resume = {"resource_version": w.resource_version} if w.resource_version else {}
+                async for ev in w.stream(list_workloads, ns, timeout_seconds=60, **resume):
                     now, obj = time.monotonic(), ev["object"]
                     name = obj.metadata.name
                     seen.workload_added.setdefault(name, now)
@@ -328,13 +331,17 @@ async def measure(run: Run, proc: ManagedProcess) -> dict[str, Any]:
                         seen.workload_full.setdefault(name, now)
                     else:
                         seen.workload_full.pop(name, None)
-            except (TimeoutError, ApiException, OSError):
+            except ApiException:  # 410 Gone and the like: start over from a fresh list
+                w = watch.Watch()
+                await asyncio.sleep(0.2)
+            except (TimeoutError, OSError):
                 await asyncio.sleep(0.2)
 
     async def watch_objects() -> None:
         w = watch.Watch()
         while not stop.is_set():
             try:
+                resume = {"resource_version": w.resource_version} if w.resource_version else {}
                 async for ev in w.stream(
                     custom.list_namespaced_custom_object,
                     ctl.group,
@@ -342,10 +349,14 @@ async def measure(run: Run, proc: ManagedProcess) -> dict[str, Any]:
                     ns,
                     ctl.plural,
                     timeout_seconds=60,
+                    **resume,
                 ):
                     obj = ev["object"]
                     seen.on_status(obj["metadata"]["name"], obj.get("status") or {}, time.monotonic())
-            except (TimeoutError, ApiException, OSError):
+            except ApiException:  # 410 Gone and the like: start over from a fresh list
+                w = watch.Watch()
+                await asyncio.sleep(0.2)
+            except (TimeoutError, OSError):
                 await asyncio.sleep(0.2)
 
     async def sample_rss() -> None:
