@@ -58,6 +58,25 @@ if [[ ! -x "$DIR/bin/traefik" ]]; then
   rm -rf "$DIR/src"
   cp -r "$src" "$DIR/src"
   chmod -R u+w "$DIR/src"
+  # From v3.7 go.mod replaces github.com/traefik/traefik/dynamic/ext with ./pkg/config/dynamic/ext, a
+  # nested module, which module zips never contain. Upstream it is an extension point holding two
+  # empty structs embedded by dynamic.HTTP and dynamic.Router; recreate exactly that.
+  ext="$DIR/src/pkg/config/dynamic/ext"
+  if grep -q '^replace github.com/traefik/traefik/dynamic/ext => ./pkg/config/dynamic/ext' "$DIR/src/go.mod" \
+      && [[ ! -f "$ext/go.mod" ]]; then
+    mkdir -p "$ext"
+    printf 'module github.com/traefik/traefik/dynamic/ext\n\ngo 1.24.0\n' >"$ext/go.mod"
+    cat >"$ext/ext.go" <<'GO'
+// Package ext: extension points of Traefik's dynamic configuration (empty in the open-source build).
+package ext
+
+// HTTP is a dynamic.HTTP extension.
+type HTTP struct{}
+
+// Router is a dynamic.Router extension.
+type Router struct{}
+GO
+  fi
   mkdir -p "$DIR/bin"
   V=$MODULE/pkg/version
   LDFLAGS="-s -w -X $V.Version=$TRAEFIK_VERSION -X $V.Codename=mlrollout -X $V.BuildDate=1970-01-01T00:00:00Z"
