@@ -20,6 +20,7 @@ from mlrollout.operator.batch.jobs import build_job, job_name
 from mlrollout.operator.batch.spec import BATCH_PLURAL, BatchSpec, InvalidBatchSpec, parse_batch_spec
 from mlrollout.operator.batch.status import TERMINAL, BatchEvent, JobView, ShardPod, batch_status
 from mlrollout.operator.handlers import runtime
+from mlrollout.operator.kube import api_client
 from mlrollout.operator.model import RegistryFailure
 from mlrollout.operator.spec import GROUP, PLURAL, VERSION, ModelRef
 
@@ -30,7 +31,7 @@ INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
 
 class _Clients:
     def __init__(self) -> None:
-        api = client.ApiClient()
+        api = api_client()
         self.api = api
         self.batch: Any = client.BatchV1Api(api)
         self.core: Any = client.CoreV1Api(api)
