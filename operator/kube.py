@@ -7,6 +7,7 @@ import json
 import logging
 import os
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from kubernetes_asyncio import client
@@ -83,6 +84,21 @@ def unschedulable(pod: Mapping[str, Any]) -> bool:
     )
 
 
+def deployment_obs(d: Mapping[str, Any]) -> DeploymentObs:
+    """What the planner reads of one serving Deployment (its pods' signals are added by observe)."""
+    meta = d.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    return DeploymentObs(
+        name=meta.get("name", ""),
+        version=labels.get(LABEL_VERSION, ""),
+        replicas=(d.get("spec") or {}).get("replicas") or 0,
+        ready_replicas=(d.get("status") or {}).get("readyReplicas") or 0,
+        track=labels.get(LABEL_TRACK, ""),
+        uid=meta.get("uid") or "",
+        revision=labels.get(LABEL_REVISION, ""),
+    )
+
+
 class Kube:
     def __init__(self, api: client.ApiClient) -> None:
         # Typed as Any: the generated client accepts `_content_type` (needed for server-side apply
@@ -117,20 +133,9 @@ class Kube:
                 unsched.add(key)
         out: dict[str, DeploymentObs] = {}
         for d in listing.get("items") or []:
-            meta = d.get("metadata") or {}
-            labels = meta.get("labels") or {}
-            key = (labels.get(LABEL_VERSION, ""), labels.get(LABEL_REVISION, ""))
-            name = meta.get("name", "")
-            out[name] = DeploymentObs(
-                name=name,
-                version=key[0],
-                replicas=(d.get("spec") or {}).get("replicas") or 0,
-                ready_replicas=(d.get("status") or {}).get("readyReplicas") or 0,
-                track=labels.get(LABEL_TRACK, ""),
-                uid=meta.get("uid") or "",
-                crash_looping=key in crash,
-                unschedulable=key in unsched,
-            )
+            obs = deployment_obs(d)
+            key = (obs.version, obs.revision)
+            out[obs.name] = replace(obs, crash_looping=key in crash, unschedulable=key in unsched)
         return out, pods
 
     async def apply_deployment(self, manifest: dict[str, Any]) -> None:

@@ -534,6 +534,7 @@ class DeploymentObs:
     uid: str = ""
     crash_looping: bool = False  # a pod in CrashLoopBackOff or restarting repeatedly
     unschedulable: bool = False  # a pod the scheduler cannot place
+    revision: str = ""  # the mlrollout.io/revision label
 
 
 @dataclass(frozen=True)
