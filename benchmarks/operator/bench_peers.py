@@ -49,6 +49,7 @@ from local_cluster import LocalCluster  # noqa: E402
 from support.procs import ManagedProcess, free_port  # noqa: E402
 
 ARGO_BUILD = ROOT / "hack" / "build-argo-rollouts.sh"
+CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 Status = dict[str, Any]
 REPLICAS = 2
 
@@ -515,12 +516,19 @@ def main() -> int:
                 for key in order if r % 2 == 0 else list(reversed(order)):
                     load_before = loadavg()
                     m0 = tree_cpu_seconds(mlflow.pid)
+                    # What each controller costs the control plane too (its reads and writes load the
+                    # apiserver and etcd, which every controller on the cluster then waits on).
+                    plane = {c: p.pid for c, p in cluster.procs.items() if c in CONTROL_PLANE}
+                    p0 = {c: cpu_seconds(pid) for c, pid in plane.items()}
                     result = run_one(ctls[key], count, args, cluster.kubeconfig, uri)
                     result |= {
                         "round": r,
                         "load_before": load_before,
                         "load_after": loadavg(),
                         "registry_cpu_s": round(tree_cpu_seconds(mlflow.pid) - m0, 1),
+                        "control_plane_cpu_s": {
+                            c: round(cpu_seconds(pid) - p0[c], 1) for c, pid in plane.items()
+                        },
                     }
                     results.append(result)
                     print(json.dumps(result), flush=True)

@@ -1,0 +1,73 @@
+"""bench_peers.py's JSON lines as the side-by-side Markdown table of RESULTS.md, with the ratios.
+
+    .venv/bin/python benchmarks/operator/peers_table.py /tmp/peers.jsonl
+
+Runs are paired by count and round: Argo Rollouts is the anchor, each ratio is mlrollout / Argo
+measured in the same invocation (below 1: mlrollout is faster, or smaller).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+LATENCIES = [
+    ("change_to_canary_created_s", "change -> canary workload"),
+    ("change_to_half_s", "change -> 50% step"),
+    ("abort_to_canary_zero_s", "abort -> canary at 0"),
+    ("abort_to_stable_full_s", "abort -> stable 2/2 Ready"),
+    ("create_to_settled_s", "create -> settled"),
+]
+
+
+def rows(argo: dict[str, Any], ours: dict[str, Any]) -> list[str]:
+    out = []
+    for key, label in LATENCIES:
+        a, m = argo[key], ours[key]
+        out.append(
+            f"| {label} | {a['p50']:.2f} / {a['p95']:.2f} / {a['max']:.2f} "
+            f"| {m['p50']:.2f} / {m['p95']:.2f} / {m['max']:.2f} | {m['p95'] / a['p95']:.2f}x |"
+        )
+    for phase in ("create", "change_to_half", "abort"):
+        a, m = argo["settle_s"][phase], ours["settle_s"][phase]
+        out.append(f"| all N settled: {phase} | {a:.1f} | {m:.1f} | {m / a:.2f}x |")
+    a, m = argo["rss_mb"]["peak"], ours["rss_mb"]["peak"]
+    out.append(f"| RSS peak (MB) | {a:.0f} | {m:.0f} | {m / a:.2f}x |")
+    a, m = argo["cpu_s"]["total"], ours["cpu_s"]["total"]
+    out.append(f"| controller CPU seconds | {a:.1f} | {m:.1f} | {m / a:.2f}x |")
+    for part in ("kube-apiserver", "etcd", "kube-controller-manager"):
+        if part in argo.get("control_plane_cpu_s", {}) and part in ours.get("control_plane_cpu_s", {}):
+            a, m = argo["control_plane_cpu_s"][part], ours["control_plane_cpu_s"][part]
+            out.append(f"| {part} CPU seconds | {a:.1f} | {m:.1f} | {m / a:.2f}x |")
+    a, m = argo["registry_cpu_s"], ours["registry_cpu_s"]
+    out.append(f"| registry (mlflow server) CPU seconds | {a:.1f} | {m:.1f} | |")
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("results", type=Path)
+    args = parser.parse_args()
+    runs = [json.loads(line) for line in args.results.read_text().splitlines() if line.strip()]
+    pairs: dict[tuple[int, int], dict[str, dict[str, Any]]] = {}
+    for run in runs:
+        side = "ours" if run["controller"] == "mlrollout" else "argo"
+        pairs.setdefault((run["count"], run["round"]), {})[side] = run
+    for (count, rnd), pair in sorted(pairs.items()):
+        if set(pair) != {"argo", "ours"}:
+            continue
+        argo, ours = pair["argo"], pair["ours"]
+        loads = f"Argo {argo['load_before']} / {argo['load_after']}, "
+        loads += f"mlrollout {ours['load_before']} / {ours['load_after']}"
+        print(f"\nN = {count}, round {rnd}; load average before / after: {loads}\n")
+        print(f"| seconds (p50 / p95 / max) | {argo['controller']} | mlrollout | p95 ratio |")
+        print("|---|---|---|---|")
+        print("\n".join(rows(argo, ours)))
+
+
+if __name__ == "__main__":
+    main()
