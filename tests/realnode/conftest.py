@@ -7,6 +7,7 @@ kube-proxy's iptables rules, and the load comes from a pod (see realpods.py)."""
 from __future__ import annotations
 
 import sys
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -35,6 +36,7 @@ from real_stack import (  # noqa: F401 - names this conftest has always offered
     installed_args,
 )
 from support.ci import unavailable
+from traefik_proxy import Traefik
 
 
 @pytest.fixture(scope="session")
@@ -147,3 +149,17 @@ def kube_prometheus(node: LocalCluster, component_logs: Any) -> Iterator[KubePro
         yield prom
     finally:
         prom.stop()
+
+
+@pytest.fixture(scope="session")
+def traefik(node: LocalCluster, component_logs: Any) -> Iterator[Traefik]:
+    """One Traefik for the proxy routers: its Gateway API provider and its NGINX-annotation one."""
+    rundir = Path(tempfile.mkdtemp(prefix="mlrollout-traefik-"))
+    try:
+        proxy = Traefik.start(node, rundir, component_logs.path("traefik"))
+    except StackError as exc:
+        unavailable(f"Traefik for the gatewayAPI and nginx routers: {exc}")
+    try:
+        yield proxy
+    finally:
+        proxy.stop()

@@ -15,39 +15,19 @@ from __future__ import annotations
 
 import copy
 import json
-import tempfile
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from local_cluster import LocalCluster
-from real_stack import StackError
-from realpods import LoadJob, LoadResult, kubectl_json, md_serving, share_tolerance, wait_until
-from support.ci import unavailable
+from proxied import ProxiedMd, header_steps, intent, proxied_model_deployment
+from realpods import kubectl_json, share_tolerance, wait_until
 from support.mlflow_models import train_and_register
-from test_rollout import Md
 from traefik_proxy import Traefik, route_manifest
 
 pytestmark = pytest.mark.realnode
 MODEL = "node-gateway"
 STABLE_PODS = 3
 HEADER = {"X-Canary": "always"}
-
-
-@pytest.fixture(scope="module")
-def traefik(node: LocalCluster, component_logs: Any) -> Iterator[Traefik]:
-    rundir = Path(tempfile.mkdtemp(prefix="mlrollout-traefik-"))
-    log = component_logs.path("traefik")
-    try:
-        proxy = Traefik.start(node, rundir, log)
-    except StackError as exc:
-        unavailable(f"Traefik for the gatewayAPI router: {exc}")
-    try:
-        yield proxy
-    finally:
-        proxy.stop()
 
 
 @pytest.fixture(scope="module")
@@ -78,68 +58,26 @@ def user_rules(md: str) -> list[dict[str, Any]]:
 def model_deployment(
     name: str, version: str, image: str, tracking_uri: str, route: str, steps: list[dict[str, Any]]
 ) -> dict[str, Any]:
-    return {
-        "apiVersion": "mlrollout.io/v1alpha1",
-        "kind": "ModelDeployment",
-        "metadata": {"name": name},
-        "spec": {
-            "model": {"name": MODEL, "version": version},
-            "gate": {"metric": "f1_score", "threshold": 0.5},
-            "serving": md_serving(image, tracking_uri, STABLE_PODS),
-            "rollout": {
-                # Pods that leave the route stay 5 s once it is served: Traefik applies a route
-                # change after its provider throttle (2 s); deleted at once they drew 503s.
-                "trafficRouter": {
-                    "gatewayAPI": {"httpRoute": route, "canaryReplicas": 1, "scaleDownDelaySeconds": 5}
-                },
-                "steps": steps,
-                "progressDeadlineSeconds": 300,
-            },
-        },
-    }
+    # Pods that leave the route stay 5 s once it is served: Traefik applies a route change after its
+    # provider throttle (2 s); deleted at once they drew 503s.
+    router = {"gatewayAPI": {"httpRoute": route, "canaryReplicas": 1, "scaleDownDelaySeconds": 5}}
+    return proxied_model_deployment(name, MODEL, version, image, tracking_uri, router, steps, STABLE_PODS)
 
 
-class Gateway:
+class Gateway(ProxiedMd):
     """One ModelDeployment behind the HTTPRoute `route`, measured through Traefik."""
+
+    label = "gateway"
 
     def __init__(
         self, node: LocalCluster, ns: str, name: str, proxy: Traefik, loadgen: str, rows: Any
     ) -> None:
-        self.node, self.ns, self.proxy, self.loadgen, self.rows = node, ns, proxy, loadgen, rows
-        self.md = Md(node, ns, name)
+        super().__init__(node, ns, name, proxy.in_cluster_url, loadgen, rows)
+        self.proxy = proxy
         self.route = f"{name}-route"
-
-    def apply(self, body: dict[str, Any] | str) -> None:
-        text = body if isinstance(body, str) else json.dumps(body)
-        self.node.kubectl("-n", self.ns, "apply", "-f", "-", input=text)
 
     def http_route(self) -> dict[str, Any]:
         return dict(kubectl_json(self.node, "-n", self.ns, "get", "httproute", self.route))
-
-    def measure(self, requests: int, headers: dict[str, str] | None = None) -> LoadResult:
-        load = LoadJob(
-            self.node, self.ns, self.loadgen, self.proxy.in_cluster_url, self.rows, users=4,
-            max_requests=requests, seconds=180, new_connections=False, extra_env=_headers_env(headers),
-        )  # fmt: skip
-        result = load.result(timeout=300)
-        assert result.failed == 0, result.summary["failures"]
-        return result
-
-    def events(self) -> list[str]:
-        out = self.node.kubectl(
-            "-n", self.ns, "get", "events", "--field-selector", f"involvedObject.name={self.md.name}",
-            "-o", "jsonpath={.items[*].reason}",
-        ).stdout  # fmt: skip
-        return out.split()
-
-
-def _headers_env(headers: dict[str, str] | None) -> dict[str, str]:
-    return {"MLROLLOUT_LOAD_HEADERS": json.dumps(headers)} if headers else {}
-
-
-def intent(gw: Gateway, **what: Any) -> None:
-    patch = {"spec": {"intent": {"id": uuid.uuid4().hex[:12], **what}}}
-    gw.md.kubectl("patch", "md", gw.md.name, "--type=merge", "-p", json.dumps(patch))
 
 
 def header_rules(route: dict[str, Any]) -> list[dict[str, Any]]:
@@ -157,7 +95,7 @@ def test_exact_weights_and_a_header_rule_through_traefik_with_one_canary_pod(
     gw.apply(route_manifest(gw.route, real_namespace, written, [traefik.parent_ref]))
     as_stored = copy.deepcopy(gw.http_route()["spec"]["rules"])  # with the API server's defaults
     steps = [
-        {"setHeaderRoute": {"headers": [{"name": k, "value": v} for k, v in HEADER.items()]}},
+        *header_steps(HEADER),
         {"setWeight": 1}, {"pause": {}}, {"setWeight": 5}, {"pause": {}},
         {"setWeight": 25}, {"pause": {}}, {"setWeight": 50}, {"pause": {}},
     ]  # fmt: skip
@@ -215,7 +153,7 @@ def test_a_route_no_gateway_accepts_holds_the_rollout_and_an_abort_clears_the_he
     # No parentRefs: no Gateway takes the route, so nothing the operator writes into it serves.
     gw.apply(route_manifest(gw.route, real_namespace, user_rules(gw.md.name), []))
     steps = [
-        {"setHeaderRoute": {"headers": [{"name": k, "value": v} for k, v in HEADER.items()]}},
+        *header_steps(HEADER),
         {"setWeight": 10},
         {"pause": {}},
     ]

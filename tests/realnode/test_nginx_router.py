@@ -17,19 +17,13 @@ from __future__ import annotations
 
 import copy
 import json
-import tempfile
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from local_cluster import LocalCluster
-from real_stack import StackError
-from realpods import LoadJob, LoadResult, md_serving, share_tolerance, wait_until
-from support.ci import unavailable
+from proxied import ProxiedMd, header_steps, intent, proxied_model_deployment
+from realpods import share_tolerance, wait_until
 from support.mlflow_models import train_and_register
-from test_rollout import Md
 from traefik_proxy import Traefik, ingress_manifest
 
 pytestmark = pytest.mark.realnode
@@ -37,20 +31,6 @@ MODEL = "node-nginx"
 STABLE_PODS = 3
 HEADER = {"X-Canary": "always"}
 CANARY_ANNOTATIONS = "nginx.ingress.kubernetes.io/canary"
-
-
-@pytest.fixture(scope="module")
-def traefik(node: LocalCluster, component_logs: Any) -> Iterator[Traefik]:
-    rundir = Path(tempfile.mkdtemp(prefix="mlrollout-traefik-nginx-"))
-    log = component_logs.path("traefik-nginx")
-    try:
-        proxy = Traefik.start(node, rundir, log)
-    except StackError as exc:
-        unavailable(f"Traefik with its NGINX-annotation provider for the nginx router: {exc}")
-    try:
-        yield proxy
-    finally:
-        proxy.stop()
 
 
 @pytest.fixture(scope="module")
@@ -77,41 +57,24 @@ def user_paths(md: str) -> list[dict[str, Any]]:
 def model_deployment(
     name: str, version: str, image: str, tracking_uri: str, ingress: str, steps: list[dict[str, Any]]
 ) -> dict[str, Any]:
-    return {
-        "apiVersion": "mlrollout.io/v1alpha1",
-        "kind": "ModelDeployment",
-        "metadata": {"name": name},
-        "spec": {
-            "model": {"name": MODEL, "version": version},
-            "gate": {"metric": "f1_score", "threshold": 0.5},
-            "serving": md_serving(image, tracking_uri, STABLE_PODS),
-            "rollout": {
-                # Pods that leave the route stay 5 s once the Ingresses read back as wanted: Traefik
-                # applies a change after its providers' throttle (2 s).
-                "trafficRouter": {
-                    "nginx": {"ingress": ingress, "canaryReplicas": 1, "scaleDownDelaySeconds": 5}
-                },
-                "steps": steps,
-                "progressDeadlineSeconds": 300,
-            },
-        },
-    }
+    # Pods that leave the route stay 5 s once the Ingresses read back as wanted: Traefik applies a
+    # change after its providers' throttle (2 s).
+    router = {"nginx": {"ingress": ingress, "canaryReplicas": 1, "scaleDownDelaySeconds": 5}}
+    return proxied_model_deployment(name, MODEL, version, image, tracking_uri, router, steps, STABLE_PODS)
 
 
-class Nginx:
+class Nginx(ProxiedMd):
     """One ModelDeployment behind the Ingress `ingress`, measured through Traefik's NGINX provider."""
+
+    label = "nginx"
 
     def __init__(
         self, node: LocalCluster, ns: str, name: str, proxy: Traefik, loadgen: str, rows: Any
     ) -> None:
-        self.node, self.ns, self.proxy, self.loadgen, self.rows = node, ns, proxy, loadgen, rows
-        self.md = Md(node, ns, name)
+        super().__init__(node, ns, name, proxy.nginx_in_cluster_url, loadgen, rows)
+        self.proxy = proxy
         self.ingress = f"{name}-web"
         self.canary = f"{name}-canary"
-
-    def apply(self, body: dict[str, Any] | str) -> None:
-        text = body if isinstance(body, str) else json.dumps(body)
-        self.node.kubectl("-n", self.ns, "apply", "-f", "-", input=text)
 
     def get_ingress(self, name: str) -> dict[str, Any] | None:
         proc = self.node.kubectl("-n", self.ns, "get", "ingress", name, "-o", "json", check=False)
@@ -123,40 +86,9 @@ class Nginx:
     def canary_ingress(self) -> dict[str, Any] | None:
         return self.get_ingress(self.canary)
 
-    def measure(self, requests: int, headers: dict[str, str] | None = None) -> LoadResult:
-        load = LoadJob(
-            self.node, self.ns, self.loadgen, self.proxy.nginx_in_cluster_url, self.rows, users=4,
-            max_requests=requests, seconds=180, new_connections=False, extra_env=_headers_env(headers),
-        )  # fmt: skip
-        result = load.result(timeout=300)
-        print(f"[nginx] {requests} requests{' with ' + str(headers) if headers else ''}: "
-              f"ok {result.ok}, failed {result.failed}, by version {result.by_version}")  # fmt: skip
-        assert result.failed == 0, result.summary["failures"]
-        return result
-
-    def events(self) -> list[str]:
-        out = self.node.kubectl(
-            "-n", self.ns, "get", "events", "--field-selector", f"involvedObject.name={self.md.name}",
-            "-o", "jsonpath={.items[*].reason}",
-        ).stdout  # fmt: skip
-        return out.split()
-
     def routed(self) -> dict[str, Any]:
         status = self.md.status()
         return next((c for c in status.get("conditions", []) if c["type"] == "TrafficRouted"), {})
-
-
-def _headers_env(headers: dict[str, str] | None) -> dict[str, str]:
-    return {"MLROLLOUT_LOAD_HEADERS": json.dumps(headers)} if headers else {}
-
-
-def intent(nx: Nginx, **what: Any) -> None:
-    patch = {"spec": {"intent": {"id": uuid.uuid4().hex[:12], **what}}}
-    nx.md.kubectl("patch", "md", nx.md.name, "--type=merge", "-p", json.dumps(patch))
-
-
-def header_steps() -> list[dict[str, Any]]:
-    return [{"setHeaderRoute": {"headers": [{"name": k, "value": v} for k, v in HEADER.items()]}}]
 
 
 def test_exact_weights_and_a_header_rule_through_traefiks_nginx_provider_with_one_canary_pod(
@@ -170,7 +102,7 @@ def test_exact_weights_and_a_header_rule_through_traefiks_nginx_provider_with_on
     written = nx.get_ingress(nx.ingress)
     assert written is not None
     steps = [
-        *header_steps(),
+        *header_steps(HEADER),
         {"setWeight": 1}, {"pause": {}}, {"setWeight": 5}, {"pause": {}},
         {"setWeight": 25}, {"pause": {}}, {"setWeight": 50}, {"pause": {}},
     ]  # fmt: skip
@@ -240,7 +172,7 @@ def test_a_missing_or_unserved_ingress_holds_the_rollout_and_an_abort_removes_th
     v1, v2 = versions
     rows = [{"features": r, "label": None} for r in v1.sample_rows]
     nx = Nginx(node, real_namespace, "nxheld", traefik, node_image("mlrollout-loadgen"), rows)
-    steps = [*header_steps(), {"setWeight": 10}, {"pause": {}}]
+    steps = [*header_steps(HEADER), {"setWeight": 10}, {"pause": {}}]
     manifest = model_deployment(
         nx.md.name, v1.version, node_image("mlrollout-serving"), node_mlflow.in_cluster_uri, nx.ingress, steps
     )
