@@ -72,6 +72,12 @@ def metric(server: RunningServer, name: str, **labels: str) -> float:
     return total
 
 
+def answered_copies(server: RunningServer, shadow_version: str) -> float:
+    return metric(
+        server, "mlrollout_shadow_requests_total", outcome="answered", shadow_version=shadow_version
+    )
+
+
 def breast_cancer_records(n: int) -> list[dict[str, Any]]:
     """The first n breast_cancer rows as dataframe_records."""
     x, _, _ = load_dataset("breast_cancer")
@@ -94,12 +100,18 @@ def relay_pid(server: RunningServer) -> int:
     return found[0]
 
 
-def wait_for(what: str, check: Any, detail: Any = None) -> None:
+def relay_listening(server: RunningServer) -> bool:
+    """The relay has bound the pod's abstract datagram socket (cli.py names it after the master)."""
+    name = f"@mlrollout-shadow-relay-{server.process.proc.pid}"
+    return any(line.endswith(" " + name) for line in Path("/proc/net/unix").read_text().splitlines())
+
+
+def wait_for(what: str, check: Any, detail: Any = None, poll: float = 0.1) -> None:
     deadline = time.monotonic() + WAIT
     while not check():
         more = f" ({detail()})" if detail is not None else ""
         assert time.monotonic() < deadline, f"timed out after {WAIT}s waiting for {what}{more}"
-        time.sleep(0.1)
+        time.sleep(poll)
 
 
 def outcomes(server: RunningServer) -> dict[str, float]:
@@ -119,22 +131,27 @@ def test_every_worker_mirrors_and_the_sample_is_shared(
     good, poor = versions
     rows = breast_cancer_records(50)  # both classes: a shuffled-labels model errs on some
     body = {"dataframe_records": rows}
+    wait_for("the relay's socket", lambda: relay_listening(stable))
+
+    def answered() -> float:
+        return answered_copies(stable, poor.version)
+
     expected = stable.post("/invocations", json=body).json()["predictions"]
     for i in range(REQUESTS):
+        # One copy in flight at a time: the relay runs at idle priority and drops copies by design
+        # when the CPU is busy elsewhere (CI runs the local stack meanwhile); this test is about every
+        # worker handing its copies to the one relay, not about the relay's share of a busy CPU.
+        wait_for(
+            f"copy {i + 1} answered", lambda n=i + 1: answered() == n, lambda: outcomes(stable), poll=0.01
+        )
         # A new connection each time, so gunicorn's workers share the requests.
         r = stable.post("/invocations", json=body, headers={"Connection": "close", "X-Request-ID": f"q{i}"})
         assert r.status_code == 200, r.text
         assert r.json()["predictions"] == expected  # always the stable version's answer
         assert r.headers["X-Model-Version"] == good.version
     sent = REQUESTS + 1
-    wait_for(
-        f"{sent} answered copies",
-        lambda: (
-            metric(stable, "mlrollout_shadow_requests_total", outcome="answered", shadow_version=poor.version)
-            == sent
-        ),
-        lambda: outcomes(stable),
-    )
+    wait_for(f"{sent} answered copies", lambda: answered() == sent, lambda: outcomes(stable))
+    assert "dropped" not in outcomes(stable)
     agree = metric(stable, "mlrollout_shadow_rows_total", result="agree")
     disagree = metric(stable, "mlrollout_shadow_rows_total", result="disagree")
     assert agree + disagree == sent * len(rows)
@@ -170,10 +187,10 @@ def test_a_relay_that_dies_is_started_again_and_users_never_notice(
         assert r.status_code == 200, r.text
         time.sleep(0.05)
     wait_for("a new relay", lambda: relay_pid(stable) != first)
+    wait_for("the new relay's socket", lambda: relay_listening(stable))
 
     def answered() -> float:
-        name = "mlrollout_shadow_requests_total"
-        return metric(stable, name, outcome="answered", shadow_version=poor.version)
+        return answered_copies(stable, poor.version)
 
     before = answered()
     for i in range(10):
