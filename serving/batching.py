@@ -41,9 +41,19 @@ class MicroBatcher:
         self.batches = 0  # calls made to the estimator (for tests and tuning)
 
     def predict(self, x: Matrix) -> Result:
-        item = _Pending(x)
         with self._lock:
-            self._queue.append(item)
+            alone = not self._busy and not self._queue
+            if alone:
+                self._busy = True
+                self.batches += 1
+            else:
+                item = _Pending(x)
+                self._queue.append(item)
+        if alone:  # the model is idle and nobody waits: score now, no hand-off to set up
+            try:
+                return self._predict(x)
+            finally:
+                self._release()
         while True:
             with self._lock:
                 if item.done:
@@ -57,14 +67,17 @@ class MicroBatcher:
             try:
                 self._run(batch)
             finally:
-                with self._lock:
-                    self._busy = False
-                    if self._queue:
-                        self._queue[0].wake.set()  # next in line leads the next batch
+                self._release()
         if item.error is not None:
             raise item.error
         assert item.result is not None
         return item.result
+
+    def _release(self) -> None:
+        with self._lock:
+            self._busy = False
+            if self._queue:
+                self._queue[0].wake.set()  # next in line leads the next batch
 
     def _take(self) -> list[_Pending]:
         """Called with the lock held: claim the leader role and the queued work, oldest first."""

@@ -54,7 +54,7 @@ class Batch:
     def numeric(self, schema: InputSchema) -> tuple[Matrix, tuple[int, ...]]:
         """The numeric columns as a float64 matrix, and their positions in the schema."""
         if self.values.dtype != object:
-            return self.values, tuple(range(schema.width))
+            return self.values, schema.numeric_positions  # no string column: every column
         positions = schema.numeric_positions
         return self.values[:, list(positions)].astype(np.float64), positions
 
@@ -232,6 +232,8 @@ def place_columns(matrix: Table, present: Sequence[str], schema: InputSchema) ->
 
 
 def check_column_names(names: Any, schema: InputSchema, field: str) -> list[str]:
+    if isinstance(names, list) and tuple(names) == schema.names:
+        return names  # the usual request: the signature's columns, in its order
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise BadRequest("columns must be an array of column-name strings", field=field)
     seen = set(names)
@@ -291,8 +293,7 @@ def _parse_split(value: Any, schema: InputSchema, limits: Limits) -> Table:
     else:
         names = list(schema.names)
     check_rows(len(data), limits, f"{field}.data")
-    columns = [schema.columns[schema.positions[n]] for n in names]
-    matrix = rows_to_matrix(data, columns, f"{field}.data")
+    matrix = rows_to_matrix(data, schema.columns_for(names), f"{field}.data")
     return place_columns(matrix, names, schema)
 
 
@@ -349,8 +350,7 @@ def _parse_columnar(value: dict[str, Any], schema: InputSchema, limits: Limits, 
         raise SchemaViolation(f"columns in {field} have different lengths: {sorted(lengths)}", field=field)
     check_rows(lengths.pop(), limits, field)
     rows = [list(r) for r in zip(*(value[n] for n in names), strict=True)]
-    columns = [schema.columns[schema.positions[n]] for n in names]
-    return place_columns(rows_to_matrix(rows, columns, field), names, schema)
+    return place_columns(rows_to_matrix(rows, schema.columns_for(names), field), names, schema)
 
 
 # --------------------------------------------------------------------------- CSV
@@ -368,7 +368,7 @@ def parse_csv(body: bytes, schema: InputSchema, limits: Limits) -> Batch:
     names = check_column_names([h.strip() for h in table[0]], schema, "csv.header")
     data = table[1:]
     check_rows(len(data), limits, "csv")
-    columns = [schema.columns[schema.positions[n]] for n in names]
+    columns = schema.columns_for(names)
     rows = [_csv_row(cells, r, columns) for r, cells in enumerate(data, start=1)]
     return Batch(place_columns(rows_to_matrix(rows, columns, "csv"), names, schema))
 
@@ -414,9 +414,10 @@ def _not_finite(column: Column, line: int) -> float:
 # --------------------------------------------------------------------------- signature checks
 def validate(batch: Batch, schema: InputSchema) -> None:
     """Refuse missing values in required columns, infinities, and non-integers in integer columns."""
-    values, positions = batch.numeric(schema)
-    names = [schema.names[p] for p in positions]
-    if not np.isfinite(values).all():
+    values, _ = batch.numeric(schema)
+    names = schema.numeric_names
+    finite = bool(np.isfinite(values).all())  # the common case: no missing value, no infinity
+    if not finite:
         nan = np.isnan(values)
         inf = ~nan & ~np.isfinite(values)
         if inf.any():
@@ -424,8 +425,8 @@ def validate(batch: Batch, schema: InputSchema) -> None:
             raise SchemaViolation(f"column {names[c]!r} row {r}: value is not finite", field=names[c])
     missing: dict[str, int] = {}
     first_row = -1
-    required = [i for i, p in enumerate(positions) if schema.columns[p].required]
-    if required and not np.isfinite(values).all():
+    required = list(schema.numeric_required)
+    if required and not finite:
         absent = np.isnan(values[:, required])
         if absent.any():
             per_column = absent.sum(axis=0)
@@ -445,7 +446,7 @@ def validate(batch: Batch, schema: InputSchema) -> None:
             f"missing values in required column(s) {ordered} (first at row {first_row})",
             field=next(iter(ordered)),
         )
-    integer = [i for i, p in enumerate(positions) if schema.columns[p].is_integer]
+    integer = list(schema.numeric_integer)
     if integer:
         ints = values[:, integer]
         bad = ~np.isnan(ints) & (ints != np.round(ints))

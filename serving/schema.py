@@ -28,18 +28,15 @@ class Column:
     name: str
     type: str
     required: bool = True
+    # From `type`, once: requests read them for every column.
+    is_integer: bool = field(init=False, compare=False, repr=False)
+    is_boolean: bool = field(init=False, compare=False, repr=False)
+    is_string: bool = field(init=False, compare=False, repr=False)
 
-    @property
-    def is_integer(self) -> bool:
-        return self.type in INTEGER_TYPES
-
-    @property
-    def is_boolean(self) -> bool:
-        return self.type in BOOLEAN_TYPES
-
-    @property
-    def is_string(self) -> bool:
-        return self.type in STRING_TYPES
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "is_integer", self.type in INTEGER_TYPES)
+        object.__setattr__(self, "is_boolean", self.type in BOOLEAN_TYPES)
+        object.__setattr__(self, "is_string", self.type in STRING_TYPES)
 
 
 @dataclass(frozen=True)
@@ -54,6 +51,10 @@ class InputSchema:
     required_positions: tuple[int, ...] = field(init=False)
     string_positions: tuple[int, ...] = field(init=False)
     numeric_positions: tuple[int, ...] = field(init=False)  # every non-string column
+    # The same, indexed within numeric_positions (the columns of Batch.numeric's matrix).
+    numeric_names: tuple[str, ...] = field(init=False)
+    numeric_required: tuple[int, ...] = field(init=False)
+    numeric_integer: tuple[int, ...] = field(init=False)
 
     def __post_init__(self) -> None:
         if not self.columns:
@@ -76,9 +77,21 @@ class InputSchema:
         object.__setattr__(
             self, "string_positions", tuple(i for i, c in enumerate(self.columns) if c.is_string)
         )
+        numeric = tuple(i for i, c in enumerate(self.columns) if not c.is_string)
+        object.__setattr__(self, "numeric_positions", numeric)
+        object.__setattr__(self, "numeric_names", tuple(names[p] for p in numeric))
         object.__setattr__(
-            self, "numeric_positions", tuple(i for i, c in enumerate(self.columns) if not c.is_string)
+            self, "numeric_required", tuple(i for i, p in enumerate(numeric) if self.columns[p].required)
         )
+        object.__setattr__(
+            self, "numeric_integer", tuple(i for i, p in enumerate(numeric) if self.columns[p].is_integer)
+        )
+
+    def columns_for(self, names: Sequence[str]) -> Sequence[Column]:
+        """The columns of known `names`, in that order (the schema's own tuple for its own order)."""
+        if tuple(names) == self.names:
+            return self.columns
+        return [self.columns[self.positions[n]] for n in names]
 
     @property
     def has_strings(self) -> bool:
