@@ -22,11 +22,9 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["MLROLLOUT_BIND"] = args.bind
     if args.workers:
         os.environ["MLROLLOUT_WORKERS"] = str(args.workers)
-    logging.basicConfig(
-        level=os.environ.get("MLROLLOUT_LOG_LEVEL", "INFO").upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    from mlrollout.serving import logs
+
+    logs.configure(os.environ.get("MLROLLOUT_LOG_LEVEL", "INFO"))
 
     # prometheus_client decides single- or multi-process mode at import: set the dir first.
     from mlrollout.serving.gunicorn_config import gunicorn_options, prepare_multiprocess_dir

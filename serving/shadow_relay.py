@@ -238,11 +238,9 @@ def main(argv: list[str] | None = None) -> int:
     parent = os.getppid()
     _die_with_parent()
     _yield_to_workers()
-    logging.basicConfig(
-        level=os.environ.get("MLROLLOUT_LOG_LEVEL", "INFO").upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    from mlrollout.serving import logs
+
+    logs.configure(os.environ.get("MLROLLOUT_LOG_LEVEL", "INFO"))
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     signal.signal(signal.SIGINT, lambda *_: stopped.set())
