@@ -27,6 +27,7 @@ BIN = Path(sys.executable).parent
 API_KEY = "bench-key"
 SCENARIOS = [(1, 1), (1, 16), (100, 1), (100, 16)]  # (rows per request, concurrent clients)
 CEILING = "ceiling: no model, mlrollout's gunicorn settings"
+MINIMAL_NUMPY = "minimal Flask + numpy, mlrollout's gunicorn settings"
 
 
 @dataclass
@@ -333,6 +334,16 @@ def server_commands(
             {"MODEL_DIR": model["source"]},
             SCENARIOS,
         ),
+        MINIMAL_NUMPY: (
+            [sys.executable, "-P", str(Path(__file__).parent / "minimal_numpy_app.py")],
+            "/ping",
+            {
+                "MODEL_DIR": model["source"],
+                "MLROLLOUT_WORKERS": "2",
+                "PROMETHEUS_MULTIPROC_DIR": str(work / "prometheus-numpy"),
+            },
+            SCENARIOS,
+        ),
         "mlrollout (2 workers, all features)": (
             [str(BIN / "mlrollout-serve")],
             "/readyz",
@@ -349,6 +360,18 @@ def server_commands(
             [str(BIN / "mlrollout-serve")],
             "/readyz",
             {**mlrollout_env, "MLROLLOUT_FASTPATH": "false"},
+            [(1, 16)],
+        ),
+        "mlrollout, access log off": (
+            [str(BIN / "mlrollout-serve")],
+            "/readyz",
+            {**mlrollout_env, "MLROLLOUT_LOG_REQUESTS": "false"},
+            [(1, 16)],
+        ),
+        "mlrollout, API-key auth off": (
+            [str(BIN / "mlrollout-serve")],
+            "/readyz",
+            {k: v for k, v in mlrollout_env.items() if k != "MLROLLOUT_API_KEYS_FILE"},
             [(1, 16)],
         ),
     }
@@ -408,6 +431,11 @@ def report(
     checks = [
         ("1-row, 16 clients: throughput vs mlflow models serve", ratio((ours, 1, 16), (mlflow, 1, 16)), 25.0),
         ("1-row, 16 clients: throughput vs minimal Flask", ratio((ours, 1, 16), (minimal, 1, 16)), 1.5),
+        (
+            "1-row, 16 clients: throughput vs minimal Flask + numpy (same gunicorn settings)",
+            ratio((ours, 1, 16), (MINIMAL_NUMPY, 1, 16)),
+            1.0,
+        ),
         (
             "1-row, 16 clients: throughput vs the ceiling (no model)",
             ratio((ours, 1, 16), (CEILING, 1, 16)),
