@@ -28,11 +28,12 @@ from mlrollout.operator.analysis.metrics import AnalysisMetrics
 from mlrollout.operator.analysis.runner import AnalysisRunner
 from mlrollout.operator.applier import ServiceMemory, apply_plan
 from mlrollout.operator.children import LABEL_MD
-from mlrollout.operator.kube import Kube, api_client, deployment_obs
+from mlrollout.operator.kube import Kube, api_client, children_obs, deployment_obs, pod_obs
 from mlrollout.operator.model import (
     Condition,
     DeploymentObs,
     Observed,
+    PodObs,
     ProxyObs,
     RegistryFailure,
     Resolution,
@@ -42,7 +43,7 @@ from mlrollout.operator.planner import Event, needs_resolution, plan, router_for
 from mlrollout.operator.planner.shadow import current_shadow
 from mlrollout.operator.registry import RegistryPool
 from mlrollout.operator.routers.nginx import NginxRouter
-from mlrollout.operator.spec import GROUP, PLURAL, VERSION, InvalidSpec, Shadow, parse_spec
+from mlrollout.operator.spec import GROUP, PLURAL, VERSION, InvalidSpec, parse_spec
 
 log = logging.getLogger("mlrollout.operator")
 
@@ -152,7 +153,47 @@ def _post(body: kopf.Body) -> Any:
     return post
 
 
-async def reconcile(body: kopf.Body, *, raise_invalid: bool) -> float | None:
+# Watch-fed caches of every serving Deployment and pod, keyed by (namespace, ModelDeployment): what a
+# reconcile reads of its children, with no request to the apiserver. kopf fills them from its initial
+# listing before any handler runs, and updates them before the child-event handler below wakes a
+# re-plan, so a re-plan woken by a child sees that child's change. Between our own write and its
+# watch event a re-plan may see the child as it was; every write here is idempotent, so it repeats
+# the write, the way an informer-based controller does.
+DeploymentIndex = kopf.Index[tuple[str, str], DeploymentObs]
+PodIndex = kopf.Index[tuple[str, str], PodObs]
+
+
+@kopf.index("apps", "v1", "deployments", labels={LABEL_MD: kopf.PRESENT})
+async def serving_deployments(body: kopf.Body, **_: Any) -> dict[tuple[str, str], DeploymentObs]:
+    meta = body["metadata"]
+    return {(str(meta["namespace"]), str(meta["labels"][LABEL_MD])): deployment_obs(body)}
+
+
+@kopf.index("", "v1", "pods", labels={LABEL_MD: kopf.PRESENT})
+async def serving_pods(body: kopf.Body, **_: Any) -> dict[tuple[str, str], PodObs]:
+    meta = body["metadata"]
+    return {(str(meta["namespace"]), str(meta["labels"][LABEL_MD])): pod_obs(body)}
+
+
+@dataclass(frozen=True)
+class Children:
+    """The two indexes, as kopf hands them to each handler."""
+
+    deployments: DeploymentIndex
+    pods: PodIndex
+
+    @classmethod
+    def of_kwargs(cls, kwargs: Mapping[str, Any]) -> Children:
+        """kopf passes each index as the keyword named after its function; its handler protocols
+        declare no such keyword, so handlers take them through **kwargs."""
+        return cls(kwargs["serving_deployments"], kwargs["serving_pods"])
+
+    def of(self, namespace: str, name: str) -> tuple[dict[str, DeploymentObs], list[PodObs]]:
+        key = (namespace, name)
+        return children_obs(self.deployments.get(key, ()), self.pods.get(key, ()))
+
+
+async def reconcile(body: kopf.Body, children: Children, *, raise_invalid: bool) -> float | None:
     """Observe, plan, apply. Returns when to look again (seconds) or None."""
     rt = runtime()
     meta = body["metadata"]
@@ -187,14 +228,6 @@ async def reconcile(body: kopf.Body, *, raise_invalid: bool) -> float | None:
                 )
             return await registry.resolve(spec.model, spec.gate.metric)
 
-        # Pods matter only while tracks can change (a canary exists, or a kept revision may be
-        # restored); a lone stable revision's pods carry the right labels from their template.
-        # With a shadow step, also to clear a stable pod's shadow annotation once the canary is gone.
-        with_pods = (
-            status.canary is not None
-            or bool(status.history)
-            or any(isinstance(step, Shadow) for step in spec.steps)
-        )
         # Analysis is an observation like the others, taken in parallel with them: a fresh result
         # when one is due (or why the spec is unusable); the plan decides what is recorded and said.
         router = router_for(name, spec)
@@ -206,9 +239,9 @@ async def reconcile(body: kopf.Body, *, raise_invalid: bool) -> float | None:
                 return await rt.kube.observe_ingresses(namespace, router.ingress, router.canary_ingress)
             return await rt.kube.observe_route(namespace, router.route_name)
 
-        answer, (deployments, pods), tick, route = await asyncio.gather(
+        deployments, pods = children.of(namespace, name)
+        answer, tick, route = await asyncio.gather(
             ask_registry(),
-            rt.kube.observe(namespace, name, with_pods=with_pods),
             rt.analysis.tick(
                 namespace, name, spec.analysis, status, now, shadow=current_shadow(spec, status) is not None
             ),
@@ -269,9 +302,9 @@ def _wake(namespace: str, name: str, delay: float | None) -> None:
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
-async def on_change(body: kopf.Body, **_: Any) -> None:
+async def on_change(body: kopf.Body, **kwargs: Any) -> None:
     try:
-        delay = await reconcile(body, raise_invalid=True)
+        delay = await reconcile(body, Children.of_kwargs(kwargs), raise_invalid=True)
     except ApiException as exc:
         raise kopf.TemporaryError(f"Kubernetes API: {exc.status} {exc.reason}", delay=2) from exc
     _wake(body["metadata"]["namespace"], body["metadata"]["name"], delay)
@@ -282,11 +315,12 @@ async def rollout_loop(
     stopped: kopf.DaemonStopped,
     body: kopf.Body,
     logger: logging.Logger | logging.LoggerAdapter[Any],
-    **_: Any,
+    **kwargs: Any,
 ) -> None:
     """Level-based loop: re-plan when the last plan asked to, when a child changed, or every IDLE_SECONDS."""
     namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
     st = runtime().state(namespace, name)
+    children = Children.of_kwargs(kwargs)
     try:
         while not stopped:
             wake = asyncio.ensure_future(st.wake.wait())
@@ -300,7 +334,7 @@ async def rollout_loop(
             if stopped:
                 break
             try:
-                delay = await reconcile(body, raise_invalid=False)
+                delay = await reconcile(body, children, raise_invalid=False)
                 st.next_delay = IDLE_SECONDS if delay is None else max(0.5, delay)
             except (ApiException, OSError) as exc:
                 logger.warning("reconcile failed, retrying: %s", exc)

@@ -1,4 +1,7 @@
-"""The few Kubernetes API calls the operator makes, each idempotent (SSA; delete 404 = done)."""
+"""The few Kubernetes API calls the operator makes, each idempotent (SSA; delete 404 = done), and
+what it reads of its children. Those reads come from kopf's watch-fed indexes (handlers.py), not from
+a LIST per reconcile: a label-selected LIST makes the apiserver filter every Deployment or pod of the
+namespace, once per reconcile of every object (benchmarks/operator/RESULTS.md)."""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ import asyncio
 import json
 import logging
 import os
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -15,7 +18,6 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from mlrollout.operator.children import (
     ANNOTATION_SHADOW,
     FIELD_MANAGER,
-    LABEL_MD,
     LABEL_REVISION,
     LABEL_TRACK,
     LABEL_VERSION,
@@ -45,10 +47,6 @@ def api_client() -> client.ApiClient:
     if not any(name.lower() in PROXY_VARIABLES for name in os.environ):
         api.rest_client.pool_manager._trust_env = False
     return api
-
-
-async def _no_pods() -> dict[str, Any]:
-    return {"items": []}
 
 
 async def _raw(call: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> dict[str, Any]:
@@ -84,8 +82,39 @@ def unschedulable(pod: Mapping[str, Any]) -> bool:
     )
 
 
+def pod_obs(pod: Mapping[str, Any]) -> PodObs:
+    """What the operator reads of one serving pod: its revision, track, shadow settings and whether
+    it fails in a way that should end a rollout early."""
+    meta = pod.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    return PodObs(
+        name=meta.get("name", ""),
+        version=labels.get(LABEL_VERSION, ""),
+        revision=labels.get(LABEL_REVISION, ""),
+        track=labels.get(LABEL_TRACK, ""),
+        shadow=(meta.get("annotations") or {}).get(ANNOTATION_SHADOW, ""),
+        crash_looping=crash_looping(pod),
+        unschedulable=unschedulable(pod),
+    )
+
+
+def children_obs(
+    deployments: Iterable[DeploymentObs], pods: Iterable[PodObs]
+) -> tuple[dict[str, DeploymentObs], list[PodObs]]:
+    """One ModelDeployment's Deployments by name, each marked crash-looping or unschedulable when
+    one of its revision's pods is, and its pods."""
+    pods = list(pods)
+    crash = {(p.version, p.revision) for p in pods if p.crash_looping}
+    unsched = {(p.version, p.revision) for p in pods if p.unschedulable}
+    out: dict[str, DeploymentObs] = {}
+    for obs in deployments:
+        key = (obs.version, obs.revision)
+        out[obs.name] = replace(obs, crash_looping=key in crash, unschedulable=key in unsched)
+    return out, pods
+
+
 def deployment_obs(d: Mapping[str, Any]) -> DeploymentObs:
-    """What the planner reads of one serving Deployment (its pods' signals are added by observe)."""
+    """What the planner reads of one serving Deployment (its pods' signals are added by children_obs)."""
     meta = d.get("metadata") or {}
     labels = meta.get("labels") or {}
     return DeploymentObs(
@@ -106,37 +135,6 @@ class Kube:
         self.apps: Any = client.AppsV1Api(api)
         self.core: Any = client.CoreV1Api(api)
         self.custom: Any = client.CustomObjectsApi(api)
-
-    async def observe(
-        self, namespace: str, md_name: str, *, with_pods: bool = True
-    ) -> tuple[dict[str, DeploymentObs], list[PodObs]]:
-        """Owned Deployments (with crash-loop/unschedulable signals from their pods) and the pods."""
-        selector = f"{LABEL_MD}={md_name}"
-        listing, pod_list = await asyncio.gather(
-            _raw(self.apps.list_namespaced_deployment, namespace, label_selector=selector),
-            _raw(self.core.list_namespaced_pod, namespace, label_selector=selector)
-            if with_pods
-            else _no_pods(),
-        )
-        crash: set[tuple[str, str]] = set()
-        unsched: set[tuple[str, str]] = set()
-        pods: list[PodObs] = []
-        for pod in pod_list.get("items") or []:
-            meta = pod.get("metadata") or {}
-            labels = meta.get("labels") or {}
-            key = (labels.get(LABEL_VERSION, ""), labels.get(LABEL_REVISION, ""))
-            shadow = (meta.get("annotations") or {}).get(ANNOTATION_SHADOW, "")
-            pods.append(PodObs(meta.get("name", ""), key[0], key[1], labels.get(LABEL_TRACK, ""), shadow))
-            if crash_looping(pod):
-                crash.add(key)
-            if unschedulable(pod):
-                unsched.add(key)
-        out: dict[str, DeploymentObs] = {}
-        for d in listing.get("items") or []:
-            obs = deployment_obs(d)
-            key = (obs.version, obs.revision)
-            out[obs.name] = replace(obs, crash_looping=key in crash, unschedulable=key in unsched)
-        return out, pods
 
     async def apply_deployment(self, manifest: dict[str, Any]) -> None:
         await _server_side_apply(self.apps.patch_namespaced_deployment, manifest)

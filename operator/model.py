@@ -546,6 +546,8 @@ class PodObs:
     revision: str
     track: str
     shadow: str = ""  # its mlrollout.io/shadow annotation: what it mirrors (shadow steps)
+    crash_looping: bool = False
+    unschedulable: bool = False
 
 
 @dataclass(frozen=True)
