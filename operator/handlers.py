@@ -200,9 +200,9 @@ async def reconcile(body: kopf.Body, children: Children, *, raise_invalid: bool)
     namespace, name = meta["namespace"], meta["name"]
     st = rt.state(namespace, name)
     async with st.lock:
-        # Read the object fresh: kopf's body can predate our own last status write (a watch event
-        # in flight), and planning from stale status would repeat decisions.
-        current = await rt.kube.get_model_deployment(namespace, name)
+        # Never plan from a body that predates our own last status write (a watch event in flight):
+        # that would repeat decisions. The body is used as it is when it is at that write's version.
+        current = await rt.kube.current_model_deployment(body)
         if current is None:
             return None
         meta = current["metadata"]
@@ -342,6 +342,7 @@ async def rollout_loop(
     finally:
         if stopped:
             runtime().objects.pop((namespace, name), None)
+            runtime().kube.forget(namespace, name)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={LABEL_MD: kopf.PRESENT})

@@ -6,6 +6,7 @@ namespace, once per reconcile of every object (benchmarks/operator/RESULTS.md)."
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import logging
 import os
@@ -135,6 +136,17 @@ class Kube:
         self.apps: Any = client.AppsV1Api(api)
         self.core: Any = client.CoreV1Api(api)
         self.custom: Any = client.CustomObjectsApi(api)
+        # The resourceVersion of each ModelDeployment as we last read or wrote it: a watch-fed body
+        # at that version is as fresh as a GET would be for everything we did ourselves.
+        self._known: dict[tuple[str, str], str] = {}
+
+    def _remember(self, obj: Mapping[str, Any] | None) -> None:
+        meta = (obj or {}).get("metadata") or {}
+        if meta.get("resourceVersion"):
+            self._known[(str(meta.get("namespace")), str(meta.get("name")))] = str(meta["resourceVersion"])
+
+    def forget(self, namespace: str, name: str) -> None:
+        self._known.pop((namespace, name), None)
 
     async def apply_deployment(self, manifest: dict[str, Any]) -> None:
         await _server_side_apply(self.apps.patch_namespaced_deployment, manifest)
@@ -189,14 +201,29 @@ class Kube:
             )
         except ApiException as exc:
             if exc.status == 404:
+                self.forget(namespace, name)
                 return None
             raise
+        self._remember(obj)
         return obj
 
+    async def current_model_deployment(self, body: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The ModelDeployment to plan from: the watch-fed `body` itself when it is at the version we
+        last read or wrote (nothing of ours is missing from it), else a fresh GET. A body that lags our
+        own status write would make the planner repeat decisions; one that lags someone else's write
+        is as good as a GET racing that write, and the watch event that follows re-plans anyway."""
+        meta = body["metadata"]
+        namespace, name = str(meta["namespace"]), str(meta["name"])
+        version = meta.get("resourceVersion")
+        if version and self._known.get((namespace, name)) == version:
+            return copy.deepcopy(dict(body))
+        return await self.get_model_deployment(namespace, name)
+
     async def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
-        await self.custom.patch_namespaced_custom_object_status(
+        obj = await self.custom.patch_namespaced_custom_object_status(
             GROUP, VERSION, namespace, PLURAL, name, {"status": dict(status)}, _content_type=_MERGE
         )
+        self._remember(obj if isinstance(obj, Mapping) else None)
 
     async def observe_route(self, namespace: str, name: str) -> RouteObs:
         """The HTTPRoute a gatewayAPI router manages, with what each Gateway said about it."""
@@ -256,9 +283,10 @@ class Kube:
                 raise
 
     async def patch_spec(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
-        await self.custom.patch_namespaced_custom_object(
+        obj = await self.custom.patch_namespaced_custom_object(
             GROUP, VERSION, namespace, PLURAL, name, dict(patch), _content_type=_MERGE
         )
+        self._remember(obj if isinstance(obj, Mapping) else None)
 
 
 async def _server_side_apply(patch: Callable[..., Awaitable[Any]], manifest: dict[str, Any]) -> None:
