@@ -223,6 +223,8 @@ class Seen:
     workload_added: dict[str, float] = field(default_factory=dict)
     workload_zero: dict[str, float] = field(default_factory=dict)
     workload_full: dict[str, float] = field(default_factory=dict)  # since when 2 of 2 pods Ready
+    # since when spec.replicas is 2: the controller's own write, before any pod of it starts
+    workload_sized: dict[str, float] = field(default_factory=dict)
     status: dict[str, Status] = field(default_factory=dict)
     # per phase: object name -> first time the phase's predicate held
     reached: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -327,6 +329,10 @@ async def measure(run: Run, proc: ManagedProcess) -> dict[str, Any]:
                         seen.workload_zero.setdefault(name, now)
                     else:
                         seen.workload_zero.pop(name, None)
+                    if ev["type"] != "DELETED" and obj.spec.replicas == REPLICAS:
+                        seen.workload_sized.setdefault(name, now)
+                    else:
+                        seen.workload_sized.pop(name, None)
                     ready = (obj.status.ready_replicas or 0) if obj.status else 0
                     if ev["type"] != "DELETED" and obj.spec.replicas == REPLICAS and ready == REPLICAS:
                         seen.workload_full.setdefault(name, now)
@@ -424,6 +430,8 @@ async def measure(run: Run, proc: ManagedProcess) -> dict[str, Any]:
             canary[name], stable[name] = new[0], old[0]
         for w in canary.values():
             seen.workload_zero.pop(w, None)
+        for w in stable.values():  # at the 50% step the stable runs 1 of 2 (both controllers)
+            seen.workload_sized.pop(w, None)
         aborted = await paced(names, lambda n: patch(n, ctl.abort(), status=ctl.abort_status))
         deadline = time.monotonic() + limit_s
         while any(canary[n] not in seen.workload_zero or stable[n] not in seen.workload_full for n in names):
@@ -432,6 +440,7 @@ async def measure(run: Run, proc: ManagedProcess) -> dict[str, Any]:
             await asyncio.sleep(0.2)
         t_zero = max(seen.workload_zero[canary[n]] for n in names)
         full = {n: max(seen.workload_full[stable[n]], aborted[n]) for n in names}
+        sized = {n: max(seen.workload_sized.get(stable[n], full[n]), aborted[n]) for n in names}
         c3 = cpu_seconds(proc.pid)
         cpu = {"create": c1 - c0, "change": c2 - c1, "abort": c3 - c2}
         return {
@@ -442,6 +451,7 @@ async def measure(run: Run, proc: ManagedProcess) -> dict[str, Any]:
             ),
             "change_to_half_s": summary([seen.reached["half"][n] - changed[n] for n in names]),
             "abort_to_canary_zero_s": summary([seen.workload_zero[canary[n]] - aborted[n] for n in names]),
+            "abort_to_stable_sized_s": summary([sized[n] - aborted[n] for n in names]),
             "abort_to_stable_full_s": summary([full[n] - aborted[n] for n in names]),
             "create_to_settled_s": summary([seen.reached["settled"][n] - created[n] for n in names]),
             "settle_s": {

@@ -17,6 +17,7 @@ LATENCIES = [
     ("change_to_canary_created_s", "change -> canary workload"),
     ("change_to_half_s", "change -> 50% step"),
     ("abort_to_canary_zero_s", "abort -> canary at 0"),
+    ("abort_to_stable_sized_s", "abort -> stable scaled to 2 (the controller's write)"),
     ("abort_to_stable_full_s", "abort -> stable 2/2 Ready"),
     ("create_to_settled_s", "create -> settled"),
 ]
@@ -25,6 +26,8 @@ LATENCIES = [
 def rows(argo: dict[str, Any], ours: dict[str, Any]) -> list[str]:
     out = []
     for key, label in LATENCIES:
+        if key not in argo or key not in ours:  # runs recorded before the figure existed
+            continue
         a, m = argo[key], ours[key]
         out.append(
             f"| {label} | {a['p50']:.2f} / {a['p95']:.2f} / {a['max']:.2f} "
