@@ -28,6 +28,7 @@ from mlrollout.operator.analysis.metrics import AnalysisMetrics
 from mlrollout.operator.analysis.runner import AnalysisRunner
 from mlrollout.operator.applier import ServiceMemory, apply_plan
 from mlrollout.operator.children import LABEL_MD
+from mlrollout.operator.kopf_index_release import install as release_index_toggles_of_stopped_watchers
 from mlrollout.operator.kube import Kube, api_client, children_obs, deployment_obs, pod_obs
 from mlrollout.operator.model import (
     Condition,
@@ -80,6 +81,11 @@ class Runtime:
 
     def state(self, namespace: str, name: str) -> ObjectState:
         return self.objects.setdefault((namespace, name), ObjectState())
+
+
+# kopf holds handlers until every index is complete, and leaks that hold when a watcher stops before
+# its first listing (a served namespace deleted while this replica stood by): see the module.
+release_index_toggles_of_stopped_watchers()
 
 
 class _Process:

@@ -1,6 +1,8 @@
 """HA on kwok: two peered operator processes, the active one killed (SIGKILL) mid-rollout, the
-standby finishes the rollout and recreates nothing. (The real-pod version, with load, belongs to the
-real-node tier.)"""
+standby finishes the rollout and recreates nothing, although a namespace it served was created and
+deleted while it stood by (which used to leave kopf's index readiness held for good: see
+mlrollout.operator.kopf_index_release). (The real-pod version, with load, belongs to the real-node
+tier.)"""
 
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ def ha_namespace(cluster: Any) -> Iterator[str]:
 
 
 def start_peer(
-    cluster: Any, namespace: str, peering: str, priority: int, tracking_uri: str, logs: Any
+    cluster: Any, namespaces: str, peering: str, priority: int, tracking_uri: str, logs: Any
 ) -> ManagedProcess:
     port = free_port()
     argv = [
@@ -48,7 +50,7 @@ def start_peer(
         "--priority",
         str(priority),
         "--namespace",
-        namespace,
+        namespaces,
         "--liveness",
         f"http://127.0.0.1:{port}/healthz",
         "--verbose",  # kopf's peering decisions (pausing, resuming) are logged at debug level
@@ -80,8 +82,10 @@ def test_killing_the_active_replica_mid_rollout_the_standby_finishes_it(
     body = {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": peering}}
     cluster.kubectl("apply", "-f", "-", input=json.dumps(body))
     uri = mlflow_server.tracking_uri
-    active = start_peer(cluster, ha_namespace, peering, 200, uri, component_logs)
-    standby = start_peer(cluster, ha_namespace, peering, 100, uri, component_logs)
+    # A pattern, as installs that serve `team-*` use: the peers follow namespaces as they come and go.
+    served = f"{ha_namespace}*"
+    active = start_peer(cluster, served, peering, 200, uri, component_logs)
+    standby = start_peer(cluster, served, peering, 100, uri, component_logs)
     try:
 
         def peers() -> dict[str, Any] | None:
@@ -98,6 +102,15 @@ def test_killing_the_active_replica_mid_rollout_the_standby_finishes_it(
             lambda: (s := kc.status("ha")).get("currentStepIndex") == 1 and s.get("phase") == "Paused",
             timeout=90,
         )
+        # A served namespace that comes and goes while the standby is paused: its watchers never list.
+        churn = f"{ha_namespace}-gone"
+        cluster.kubectl("create", "namespace", churn)
+        wait_for(
+            "the standby follows the new namespace",
+            lambda: churn in standby.log_path.read_text(),
+            timeout=30,
+        )
+        cluster.kubectl("delete", "namespace", churn, "--wait=true", "--timeout=60s")
         uids = {k: v["uid"] for k, v in kc.deployments("ha").items()}
         svc_uid = json.loads(kc.run("get", "service", "ha", "-o", "json").stdout)["metadata"]["uid"]
 
