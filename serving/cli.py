@@ -24,7 +24,12 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["MLROLLOUT_WORKERS"] = str(args.workers)
     from mlrollout.serving import logs
 
-    logs.configure(os.environ.get("MLROLLOUT_LOG_LEVEL", "INFO"))
+    try:
+        flush_seconds = logs.flush_interval(os.environ.get("MLROLLOUT_ACCESS_LOG_FLUSH_SECONDS"))
+    except ValueError as exc:
+        print(f"mlrollout-serve: {exc}", file=sys.stderr)
+        return 2
+    logs.configure(os.environ.get("MLROLLOUT_LOG_LEVEL", "INFO"), access_flush_seconds=flush_seconds)
 
     # prometheus_client decides single- or multi-process mode at import: set the dir first.
     from mlrollout.serving.gunicorn_config import gunicorn_options, prepare_multiprocess_dir

@@ -39,6 +39,7 @@ def gunicorn_options(env: Mapping[str, str]) -> dict[str, Any]:
         "control_socket_disable": True,  # a shared default path would clash between servers
         "child_exit": child_exit,
         "post_fork": post_fork,
+        "worker_exit": worker_exit,
         "on_exit": on_exit,
     }
 
@@ -64,6 +65,12 @@ def on_exit(server: Any) -> None:
     relay = getattr(server.app, "shadow_relay", None)
     if relay is not None:
         relay.stop()
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    from mlrollout.serving.logs import flush_access_log
+
+    flush_access_log()  # the lines of the worker's last requests
 
 
 def post_fork(server: Any, worker: Any) -> None:

@@ -1,10 +1,17 @@
-"""The serving log format: the cached-second formatter writes exactly what logging.Formatter writes."""
+"""The serving log format: the cached-second formatter writes exactly what logging.Formatter writes;
+the buffered access log writes every line once, in order, from the process that logged it."""
 
 from __future__ import annotations
 
+import io
 import logging
+import os
+import time
+from pathlib import Path
+from typing import TextIO
 
-from mlrollout.serving.logs import FORMAT, SecondCachedFormatter
+import pytest
+from mlrollout.serving.logs import FORMAT, BufferedLineHandler, SecondCachedFormatter, flush_interval
 
 
 def record(created: float, message: str = "POST /invocations 200 0.52ms rid=abc") -> logging.LogRecord:
@@ -23,3 +30,68 @@ def test_lines_match_the_standard_formatter_within_and_across_seconds() -> None:
 def test_an_explicit_date_format_is_honoured() -> None:
     r = record(1_790_000_000.5)
     assert SecondCachedFormatter().formatTime(r, "%Y") == logging.Formatter(FORMAT).formatTime(r, "%Y")
+
+
+def buffered(stream: TextIO, interval: float = 60.0, max_bytes: int = 1 << 20) -> logging.Logger:
+    handler = BufferedLineHandler(stream, interval=interval, max_bytes=max_bytes)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger(f"test.buffered.{id(handler)}")
+    logger.handlers, logger.propagate = [handler], False
+    logger.setLevel(logging.INFO)
+    return logger
+
+
+def test_lines_wait_in_the_buffer_and_reach_the_stream_in_order_on_flush() -> None:
+    stream = io.StringIO()
+    log = buffered(stream)
+    for i in range(3):
+        log.info("GET /ping 200 rid=%d", i)
+    assert stream.getvalue() == ""  # no write per line
+    log.handlers[0].flush()
+    assert stream.getvalue() == "GET /ping 200 rid=0\nGET /ping 200 rid=1\nGET /ping 200 rid=2\n"
+
+
+def test_the_flusher_writes_within_its_interval_and_early_when_the_buffer_fills() -> None:
+    stream = io.StringIO()
+    buffered(stream, interval=0.05).info("late by at most 50 ms")
+    deadline = time.monotonic() + 5
+    while not stream.getvalue() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert stream.getvalue() == "late by at most 50 ms\n"
+    full = io.StringIO()
+    log = buffered(full, interval=60, max_bytes=100)
+    for _ in range(10):
+        log.info("x" * 20)  # 210 bytes > 100: the flusher is woken long before its 60 s
+    deadline = time.monotonic() + 5
+    while full.getvalue().count("\n") < 5 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert full.getvalue().count("\n") >= 5
+
+
+def test_a_forked_child_writes_its_own_lines_and_never_the_parents(tmp_path: Path) -> None:
+    path = tmp_path / "access.log"
+    with path.open("a", buffering=1) as stream:
+        log = buffered(stream)
+        log.info("parent before fork")
+        pid = os.fork()
+        if pid == 0:  # the child: log, write, leave without running the parent's exit handlers
+            log.info("child")
+            log.handlers[0].flush()
+            os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        log.info("parent after fork")
+        log.handlers[0].flush()
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert sorted(path.read_text().splitlines()) == ["child", "parent after fork", "parent before fork"]
+
+
+def test_the_flush_interval_setting_is_checked() -> None:
+    assert (flush_interval(None), flush_interval(" "), flush_interval("0"), flush_interval("1.5")) == (
+        0.2,
+        0.2,
+        0.0,
+        1.5,
+    )
+    for bad in ("soon", "-1", "61"):
+        with pytest.raises(ValueError, match=rf"MLROLLOUT_ACCESS_LOG_FLUSH_SECONDS='{bad}' is not a number"):
+            flush_interval(bad)
