@@ -35,7 +35,8 @@ class ServingConfig:
     limits: Limits = field(default_factory=Limits)
     api_keys_file: str | None = None
     api_keys: str | None = None
-    microbatch: bool = True
+    # None (auto): batch unless the model scores through a verified fast path (batching.batching_pays).
+    microbatch: bool | None = None
     microbatch_max_rows: int = 256
     feedback: StoreLimits = field(default_factory=StoreLimits)
     feedback_key: str | None = None  # signs prediction tokens; the same for every pod of a model
@@ -65,7 +66,7 @@ class ServingConfig:
             ),
             api_keys_file=e.get("MLROLLOUT_API_KEYS_FILE") or None,
             api_keys=e.get("MLROLLOUT_API_KEYS") or None,
-            microbatch=_bool(e, "MLROLLOUT_MICROBATCH", True),
+            microbatch=_auto_bool(e, "MLROLLOUT_MICROBATCH"),
             microbatch_max_rows=_int(e, "MLROLLOUT_MICROBATCH_MAX_ROWS", 256, 1),
             feedback=StoreLimits(
                 slots=_int(e, "MLROLLOUT_FEEDBACK_SLOTS", StoreLimits.slots, 1),
@@ -110,6 +111,19 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     if value in FALSE:
         return False
     raise ConfigError(f"{name}={raw!r} is not a boolean (true/false)")
+
+
+def _auto_bool(env: Mapping[str, str], name: str) -> bool | None:
+    """True/False, or None for `auto` (also when unset or empty)."""
+    raw = env.get(name)
+    value = "" if raw is None else raw.strip().lower()
+    if value in {"", "auto"}:
+        return None
+    if value in TRUE:
+        return True
+    if value in FALSE:
+        return False
+    raise ConfigError(f"{name}={raw!r} is not a boolean (true/false) or auto")
 
 
 def _buckets(env: Mapping[str, str], name: str) -> tuple[float, ...]:

@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 from mlrollout.serving import parsing, v2
-from mlrollout.serving.batching import MicroBatcher
+from mlrollout.serving.batching import MicroBatcher, batching_pays
 from mlrollout.serving.config import ServingConfig
 from mlrollout.serving.errors import BadRequest, HeaderLookup, NotFound, SchemaViolation, ServingError
 from mlrollout.serving.feedback import (
@@ -73,7 +73,8 @@ class Service:
         self.metrics = metrics
         self.limits = config.limits
         self.store = store if store is not None else PredictionStore(config.feedback)
-        self._batcher = MicroBatcher(model.predict, config.microbatch_max_rows) if config.microbatch else None
+        batching = batching_pays(config.microbatch, fastpath=bool(model.extra.get("fastpath")))
+        self._batcher = MicroBatcher(model.predict, config.microbatch_max_rows) if batching else None
         self._class_index = {str(c): i for i, c in enumerate(model.classes or ())}
         self._class_position = {c: i for i, c in enumerate(model.classes or ())}
         self._token_key = token_key(model.name, config.feedback_key)
@@ -355,6 +356,7 @@ class Service:
                 "track": self.config.track,
                 "flavor": self.model.flavor,
                 "fastpath": bool(self.model.extra.get("fastpath")),
+                "microbatch": self._batcher is not None,
                 "task": self.model.task,
                 "source": self.model.source,
                 "server": f"mlrollout {__version__}",

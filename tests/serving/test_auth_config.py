@@ -52,8 +52,12 @@ def test_config_from_env_and_errors_name_the_variable() -> None:
     )
     with pytest.raises(ConfigError, match="MLROLLOUT_MAX_ROWS='x' is not an integer"):
         ServingConfig.from_env({"MLROLLOUT_MAX_ROWS": "x"})
-    with pytest.raises(ConfigError, match="MLROLLOUT_MICROBATCH='maybe' is not a boolean"):
+    with pytest.raises(ConfigError, match=r"MICROBATCH='maybe' is not a boolean \(true/false\) or auto"):
         ServingConfig.from_env({"MLROLLOUT_MICROBATCH": "maybe"})
+    values = ("auto", "", "on", "0")
+    microbatch = {v: ServingConfig.from_env({"MLROLLOUT_MICROBATCH": v}).microbatch for v in values}
+    assert microbatch == {"auto": None, "": None, "on": True, "0": False}
+    assert ServingConfig.from_env({}).microbatch is None  # auto by default
 
 
 def test_gunicorn_options() -> None:

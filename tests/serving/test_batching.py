@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 import pytest
-from mlrollout.serving.batching import MicroBatcher
+from mlrollout.serving.batching import MicroBatcher, batching_pays
 
 
 class HeldDouble:
@@ -81,3 +81,18 @@ def test_an_idle_batcher_scores_a_lone_request_directly() -> None:
     with pytest.raises(ValueError, match="negative"):
         batcher.predict(np.array([[-1.0]]))
     assert batcher.batches == 2
+
+
+@pytest.mark.parametrize(
+    ("setting", "fastpath", "expected"),
+    [
+        (None, True, False),  # auto: a fast path's call is cheaper than the hand-off batching adds
+        (None, False, True),  # auto: scikit-learn's own predict has a per-call cost worth sharing
+        (True, True, True),  # forced on
+        (False, False, False),  # forced off
+    ],
+)
+def test_auto_batches_only_models_without_a_fast_path(
+    setting: bool | None, fastpath: bool, expected: bool
+) -> None:
+    assert batching_pays(setting, fastpath=fastpath) is expected

@@ -163,6 +163,7 @@ def test_auth_missing_wrong_and_open_endpoints(server: RunningServer) -> None:
         assert_identity(response, server)
     version = server.get("/version").json()
     assert version["fastpath"] is True  # the logistic-regression pipeline has a verified numpy path
+    assert version["microbatch"] is False  # so auto leaves micro-batching off
     assert (version["model"], version["version"], version["track"]) == (
         server.model.name,
         server.model.version,
