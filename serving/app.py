@@ -10,7 +10,6 @@ Every response carries X-Request-ID, X-Model-Name and X-Model-Version; every fai
 from __future__ import annotations
 
 import logging
-import os
 import re
 import threading
 import time
@@ -35,6 +34,7 @@ from mlrollout.serving.feedback import PredictionStore
 from mlrollout.serving.loading import name_and_version
 from mlrollout.serving.metrics import Identity, ServingMetrics, exposition
 from mlrollout.serving.model import LoadedModel
+from mlrollout.serving.request_ids import RequestIds
 from mlrollout.serving.service import Reply, Service, error_reply, json_reply
 from mlrollout.serving.shadow import ShadowMirror, build_mirror, status_payload
 from mlrollout.serving.shadow_relay import RelayClient
@@ -44,6 +44,7 @@ from werkzeug.exceptions import HTTPException
 log = logging.getLogger("mlrollout.serving")
 access = logging.getLogger("mlrollout.access")
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+NEW_REQUEST_ID = RequestIds()
 INFER_PATH = re.compile(r"/v2/models/([^/]+)(?:/versions/([^/]+))?/infer")
 INTERNAL = b'{"error":{"code":"internal","message":"internal server error; quote the X-Request-ID header"}}'
 STATUS_LINES = {
@@ -117,7 +118,7 @@ class Dispatcher:
     @staticmethod
     def request_id(headers: HeaderLookup) -> str:
         given = headers.get("X-Request-ID")
-        return given if given and REQUEST_ID.fullmatch(given) else os.urandom(12).hex()
+        return given if given and REQUEST_ID.fullmatch(given) else NEW_REQUEST_ID.next()
 
     def run(
         self, endpoint: str, method: str, path: str, headers: HeaderLookup, fn: Handler, *, auth: bool
