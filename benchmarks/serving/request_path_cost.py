@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="mlrollout-cost-metrics-"))
 
 import orjson  # noqa: E402
-from mlrollout.serving import parsing  # noqa: E402
+from mlrollout.serving import logs, parsing  # noqa: E402
 from mlrollout.serving.app import create_app  # noqa: E402
 from mlrollout.serving.auth import ApiKeys  # noqa: E402
 from mlrollout.serving.config import ServingConfig  # noqa: E402
@@ -98,15 +98,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     access = logging.getLogger("mlrollout.access")
-    handler = logging.StreamHandler(open(os.devnull, "w"))  # noqa: SIM115 - lives as long as the run
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    logging.getLogger().addHandler(handler)
-    logging.getLogger().setLevel(logging.INFO)
+    # mlrollout-serve's own logging set-up (cached-second formatter, batched access log), to a null stream.
+    logs.configure("INFO", stream=open(os.devnull, "w"))  # noqa: SIM115 - lives as long as the run
     from ceiling_app import app as ceiling
 
     with tempfile.TemporaryDirectory() as tmp:
         names = save_model(f"{tmp}/model")
         model = load_model(f"{tmp}/model", name="cost", version="1")
+        # MLROLLOUT_FASTPATH acts at load time: the fast-path-off row needs its own model.
+        native = load_model(f"{tmp}/model", name="cost", version="1", fastpath=False)
         keys = ApiKeys.from_sources(None, KEY)
         base = ServingConfig(track="stable")
         from support.mlflow_models import load_dataset
@@ -116,17 +116,17 @@ def main() -> None:
             {"dataframe_split": {"columns": names, "data": frame.head(1).to_numpy().tolist()}}
         )
 
-        def app(config: ServingConfig, with_keys: bool = True) -> Callable[..., Any]:
+        def app(config: ServingConfig, with_keys: bool = True, loaded: Any = model) -> Callable[..., Any]:
             # Each app its own registry (names repeat); values still go to the multiprocess mmap files.
-            return create_app(model, config, keys if with_keys else ApiKeys(), CollectorRegistry()).wsgi_app
+            return create_app(loaded, config, keys if with_keys else ApiKeys(), CollectorRegistry()).wsgi_app
 
         variants: dict[str, Callable[..., Any]] = {
             "ceiling: no model (anchor)": ceiling,
             "mlrollout, every feature on": app(base),
             "API-key auth off": app(base, with_keys=False),
             "access log off": app(replace(base, log_requests=False)),
-            "micro-batching off": app(replace(base, microbatch=False)),
-            "fast path off (sklearn's own predict)": app(replace(base, fastpath=False)),
+            "micro-batching forced on (auto: off on the fast path)": app(replace(base, microbatch=True)),
+            "fast path off (sklearn's own predict; auto batches it)": app(base, loaded=native),
         }
         whole: dict[str, list[float]] = {k: [] for k in variants}
         for _ in range(args.rounds):
