@@ -103,27 +103,24 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = env.get(name)
-    if raw is None:
-        return default
-    value = raw.strip().lower()
-    if value in TRUE:
-        return True
-    if value in FALSE:
-        return False
-    raise ConfigError(f"{name}={raw!r} is not a boolean (true/false)")
+    return default if raw is None else _truth(name, raw, "(true/false)")
 
 
 def _auto_bool(env: Mapping[str, str], name: str) -> bool | None:
     """True/False, or None for `auto` (also when unset or empty)."""
     raw = env.get(name)
-    value = "" if raw is None else raw.strip().lower()
-    if value in {"", "auto"}:
+    if raw is None or raw.strip().lower() in {"", "auto"}:
         return None
+    return _truth(name, raw, "(true/false) or auto")
+
+
+def _truth(name: str, raw: str, accepted: str) -> bool:
+    value = raw.strip().lower()
     if value in TRUE:
         return True
     if value in FALSE:
         return False
-    raise ConfigError(f"{name}={raw!r} is not a boolean (true/false) or auto")
+    raise ConfigError(f"{name}={raw!r} is not a boolean {accepted}")
 
 
 def _buckets(env: Mapping[str, str], name: str) -> tuple[float, ...]:

@@ -55,12 +55,16 @@ class BufferedLineHandler(logging.Handler):
         self.max_bytes = max_bytes
         self._lines: list[str] = []
         self._size = 0
-        self._pid = -1
+        self._flusher = False  # started by the first line of each process
         self._wake = threading.Event()
         self._write_lock = threading.Lock()  # keeps batches in order between the flusher and flush()
         os.register_at_fork(after_in_child=self._after_fork)
 
     def _after_fork(self) -> None:
+        # The parent's flusher thread did not come along, and the lines it holds are its own to write.
+        self._flusher = False
+        self._lines, self._size = [], 0
+        self._wake = threading.Event()
         self._write_lock = threading.Lock()  # a flusher of the parent may have held it at the fork
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -70,22 +74,16 @@ class BufferedLineHandler(logging.Handler):
             self.handleError(record)
             return
         # Handler.handle holds self.lock here.
-        if self._pid != os.getpid():
-            self._start_flusher()
+        if not self._flusher:
+            self._flusher = True
+            threading.Thread(target=self._flush_every_interval, name="access-log", daemon=True).start()
         self._lines.append(line)
         self._size += len(line)
         if self._size >= self.max_bytes:
             self._wake.set()
 
-    def _start_flusher(self) -> None:
-        self._pid = os.getpid()
-        self._lines, self._size = [], 0
-        self._wake = threading.Event()
-        threading.Thread(target=self._flush_every_interval, name="access-log", daemon=True).start()
-
     def _flush_every_interval(self) -> None:
-        pid = self._pid
-        while pid == os.getpid():
+        while True:  # a daemon thread of this process only: a fork does not copy it
             self._wake.wait(self.interval)
             self._wake.clear()
             self.flush()
