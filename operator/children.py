@@ -16,6 +16,7 @@ APP = "mlrollout-serving"
 # Shadow pods (a shadow step's copy of the canary version): an app label of their own, so no
 # user-facing Service (all select APP) ever sends them a user's request, whatever the router.
 SHADOW_APP = "mlrollout-shadow"
+LABEL_APP = "app.kubernetes.io/name"  # APP on serving pods, SHADOW_APP on shadow pods
 SHADOW_MOUNT = "/etc/mlrollout/shadow"
 SHADOW_KEY = "shadow.json"
 # What a stable pod mirrors: an annotation the operator sets on the pod itself, which the pod reads
@@ -44,7 +45,7 @@ def owner_reference(md: Mapping[str, Any]) -> dict[str, Any]:
 def selector_labels(md_name: str, want: DesiredDeployment) -> dict[str, str]:
     """Immutable pod identity: which ModelDeployment, model version and pod template."""
     app = SHADOW_APP if want.shadow else APP
-    labels = {"app.kubernetes.io/name": app, LABEL_MD: md_name, LABEL_VERSION: want.version}
+    labels = {LABEL_APP: app, LABEL_MD: md_name, LABEL_VERSION: want.version}
     if want.revision:
         labels[LABEL_REVISION] = want.revision
     return labels

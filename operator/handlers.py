@@ -64,6 +64,8 @@ class ObjectState:
     # What the planner last read of each child Deployment: events that change nothing of it (status
     # conditions, observedGeneration, updated/available counts) wake no re-plan.
     children: dict[str, DeploymentObs] = field(default_factory=dict)
+    # Per serving pod, the signals a plan reads of it (Ready, crash-looping, unschedulable).
+    pods: dict[str, tuple[bool, bool, bool]] = field(default_factory=dict)
 
 
 @cache
@@ -353,17 +355,14 @@ async def rollout_loop(
 
 @kopf.on.event("apps", "v1", "deployments", labels={LABEL_MD: kopf.PRESENT})
 async def on_child_deployment(body: kopf.Body, type: str | None, **_: Any) -> None:
-    """A serving Deployment changed what the planner reads of it (pods became Ready, scaled,
-    relabelled, deleted): re-plan its owner now.
+    """A serving Deployment changed what the planner reads of it (scaled, relabelled, deleted):
+    re-plan its owner now. Its status does not count: Ready pods are counted from the pods.
 
     A coroutine on purpose: kopf runs a plain function in a thread pool, which cost a thread hop per
     child event and set the asyncio Event from outside its loop, which asyncio does not support."""
-    md_name = (body["metadata"].get("labels") or {}).get(LABEL_MD)
-    rt = _Process.runtime
-    key = (body["metadata"]["namespace"], str(md_name))
-    if rt is None or key not in rt.objects:
+    st = _owner_state(body)
+    if st is None:
         return
-    st = rt.objects[key]
     name = str(body["metadata"].get("name"))
     if type == "DELETED":
         st.children.pop(name, None)
@@ -372,6 +371,38 @@ async def on_child_deployment(body: kopf.Body, type: str | None, **_: Any) -> No
         if st.children.get(name) == seen:
             return  # nothing the plan reads has changed
         st.children[name] = seen
+    _wake_for_child(st)
+
+
+@kopf.on.event("", "v1", "pods", labels={LABEL_MD: kopf.PRESENT})
+async def on_child_pod(body: kopf.Body, type: str | None, **_: Any) -> None:
+    """A serving pod became Ready or stopped being Ready, or started failing: re-plan its owner now.
+    This is what every transition waits on, seen as the kubelet reports it; the Deployment's status
+    would say it two controller writes later. Our own label and annotation writes wake nothing."""
+    st = _owner_state(body)
+    if st is None:
+        return
+    name = str(body["metadata"].get("name"))
+    if type == "DELETED":
+        if st.pods.pop(name, (False, False, False)) != (False, False, False):
+            _wake_for_child(st)
+        return
+    obs = pod_obs(body)
+    signals = (obs.ready, obs.crash_looping, obs.unschedulable)
+    if st.pods.get(name, (False, False, False)) == signals:
+        return
+    st.pods[name] = signals
+    _wake_for_child(st)
+
+
+def _owner_state(child: kopf.Body) -> ObjectState | None:
+    """The in-process state of the ModelDeployment a serving child belongs to (None: not ours now)."""
+    rt = _Process.runtime
+    md_name = (child["metadata"].get("labels") or {}).get(LABEL_MD)
+    return None if rt is None else rt.objects.get((str(child["metadata"]["namespace"]), str(md_name)))
+
+
+def _wake_for_child(st: ObjectState) -> None:
     st.next_delay = 0.2  # coalesce bursts of child events into one reconcile
     st.wake.set()
 

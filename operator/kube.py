@@ -10,6 +10,7 @@ import copy
 import json
 import logging
 import os
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any
@@ -19,6 +20,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from mlrollout.operator.children import (
     ANNOTATION_SHADOW,
     FIELD_MANAGER,
+    LABEL_APP,
     LABEL_REVISION,
     LABEL_TRACK,
     LABEL_VERSION,
@@ -83,9 +85,18 @@ def unschedulable(pod: Mapping[str, Any]) -> bool:
     )
 
 
+def pod_ready(pod: Mapping[str, Any]) -> bool:
+    """Counted as serving: its Ready condition is True and it is not being deleted (what the
+    ReplicaSet controller counts in readyReplicas)."""
+    if (pod.get("metadata") or {}).get("deletionTimestamp"):
+        return False
+    conds = (pod.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds)
+
+
 def pod_obs(pod: Mapping[str, Any]) -> PodObs:
-    """What the operator reads of one serving pod: its revision, track, shadow settings and whether
-    it fails in a way that should end a rollout early."""
+    """What the operator reads of one serving pod: its revision, track, shadow settings, whether it
+    serves, and whether it fails in a way that should end a rollout early."""
     meta = pod.get("metadata") or {}
     labels = meta.get("labels") or {}
     return PodObs(
@@ -96,36 +107,53 @@ def pod_obs(pod: Mapping[str, Any]) -> PodObs:
         shadow=(meta.get("annotations") or {}).get(ANNOTATION_SHADOW, ""),
         crash_looping=crash_looping(pod),
         unschedulable=unschedulable(pod),
+        ready=pod_ready(pod),
+        app=labels.get(LABEL_APP, ""),
     )
 
 
 def children_obs(
     deployments: Iterable[DeploymentObs], pods: Iterable[PodObs]
 ) -> tuple[dict[str, DeploymentObs], list[PodObs]]:
-    """One ModelDeployment's Deployments by name, each marked crash-looping or unschedulable when
-    one of its revision's pods is, and its pods."""
+    """One ModelDeployment's Deployments by name, with their Ready pods counted from the pods
+    themselves, each marked crash-looping or unschedulable when one of its revision's pods is, and
+    its pods.
+
+    Ready is counted here, not read from the Deployment's status: that figure reaches the operator
+    after two more controllers have written theirs (the ReplicaSet's status, then the Deployment's),
+    seconds late on a busy control plane, and every transition waits on it. A revision's pod template
+    never changes, so the pods with its selector's labels (app, version, revision: a shadow
+    Deployment runs the canary's revision under its own app label) are exactly its ReplicaSet's."""
     pods = list(pods)
     crash = {(p.version, p.revision) for p in pods if p.crash_looping}
     unsched = {(p.version, p.revision) for p in pods if p.unschedulable}
+    ready = Counter((p.app, p.version, p.revision) for p in pods if p.ready)
     out: dict[str, DeploymentObs] = {}
     for obs in deployments:
         key = (obs.version, obs.revision)
-        out[obs.name] = replace(obs, crash_looping=key in crash, unschedulable=key in unsched)
+        out[obs.name] = replace(
+            obs,
+            ready_replicas=ready[(obs.app, *key)],
+            crash_looping=key in crash,
+            unschedulable=key in unsched,
+        )
     return out, pods
 
 
 def deployment_obs(d: Mapping[str, Any]) -> DeploymentObs:
-    """What the planner reads of one serving Deployment (its pods' signals are added by children_obs)."""
+    """What the planner reads of one serving Deployment; its Ready pods and their failure signals are
+    added by children_obs, so a status-only event of the Deployment changes nothing here."""
     meta = d.get("metadata") or {}
     labels = meta.get("labels") or {}
     return DeploymentObs(
         name=meta.get("name", ""),
         version=labels.get(LABEL_VERSION, ""),
         replicas=(d.get("spec") or {}).get("replicas") or 0,
-        ready_replicas=(d.get("status") or {}).get("readyReplicas") or 0,
+        ready_replicas=0,
         track=labels.get(LABEL_TRACK, ""),
         uid=meta.get("uid") or "",
         revision=labels.get(LABEL_REVISION, ""),
+        app=labels.get(LABEL_APP, ""),
     )
 
 

@@ -529,12 +529,13 @@ class DeploymentObs:
     name: str
     version: str
     replicas: int  # spec.replicas
-    ready_replicas: int
+    ready_replicas: int  # its Ready pods, counted from the pods (kube.children_obs)
     track: str = ""  # the Deployment's mlrollout.io/track label
     uid: str = ""
     crash_looping: bool = False  # a pod in CrashLoopBackOff or restarting repeatedly
     unschedulable: bool = False  # a pod the scheduler cannot place
     revision: str = ""  # the mlrollout.io/revision label
+    app: str = ""  # app.kubernetes.io/name; with version and revision, its pods' selector
 
 
 @dataclass(frozen=True)
@@ -548,6 +549,8 @@ class PodObs:
     shadow: str = ""  # its mlrollout.io/shadow annotation: what it mirrors (shadow steps)
     crash_looping: bool = False
     unschedulable: bool = False
+    ready: bool = False  # Ready and not being deleted: it counts toward its revision's Ready pods
+    app: str = ""  # app.kubernetes.io/name: a shadow pod's differs from its canary's (same revision)
 
 
 @dataclass(frozen=True)

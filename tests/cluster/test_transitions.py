@@ -3,9 +3,9 @@ before the outgoing side is scaled down, and canary analysis never promotes on n
 
 kwok makes pods Ready as soon as they are scheduled, so the readiness *lag* is table-tested in the
 planner (tests/operator/test_planner.py); here the order of API events is checked: a watch records
-every Deployment change, and at the moment the outgoing Deployment loses replicas (or is deleted)
-the incoming side must already report all its pods Ready. An operator that scaled both in one pass
-fails this on kwok too: the outgoing change lands before any incoming pod exists.
+every change of the serving pods, and at the moment an outgoing pod begins terminating the incoming
+side must already have all its pods Ready. An operator that scaled both in one pass fails this on
+kwok too: the outgoing pods go before any incoming pod exists.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import subprocess
 import threading
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,30 +28,44 @@ N = 4  # replicas: small, so each transition is quick on kwok
 HOLD = [{"setWeight": 50}, {"pause": {}}, {"setWeight": 100}, {"pause": {}}]
 
 
-@dataclass
-class Change:
-    kind: str  # ADDED | MODIFIED | DELETED
+@dataclass(frozen=True)
+class PodState:
     version: str
-    replicas: int
-    ready: int
+    ready: bool  # its Ready condition is True
+    terminating: bool  # it has a deletionTimestamp
+
+
+@dataclass(frozen=True)
+class Removal:
+    """A serving pod of `version` began terminating, with the Ready pods of each version then."""
+
+    pod: str
+    version: str
+    ready_by_version: dict[str, int]
 
 
 @dataclass
-class DeploymentWatch:
-    """`kubectl get deployments --watch` for one ModelDeployment, every event in order."""
+class PodWatch:
+    """`kubectl get pods --watch` for one ModelDeployment's serving pods, every event in order.
+
+    One stream of one resource type, so its order is the order the apiserver applied the changes:
+    when an outgoing pod starts terminating, the Ready pods seen before it are the ones that serve.
+    (The Deployments' readyReplicas are not the oracle: they repeat the pods two controllers later.)"""
 
     kc: Kubectl
     md: str
-    changes: list[Change] = field(default_factory=list)
+    removals: list[Removal] = field(default_factory=list)
+    events: int = 0
+    _pods: dict[str, PodState] = field(default_factory=dict)
     _proc: subprocess.Popen[str] | None = None
     _thread: threading.Thread | None = None
 
-    def __enter__(self) -> DeploymentWatch:
+    def __enter__(self) -> PodWatch:
         self._proc = subprocess.Popen(
             [
                 "kubectl",
                 "get",
-                "deployments",
+                "pods",
                 "-n",
                 self.kc.ns,
                 "-l",
@@ -67,7 +82,7 @@ class DeploymentWatch:
         )
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
-        wait_for("the watch lists the current Deployments", lambda: len(self.changes) > 0)
+        wait_for("the watch lists the current pods", lambda: self.events > 0)
         return self
 
     def _read(self) -> None:
@@ -82,15 +97,29 @@ class DeploymentWatch:
                 except json.JSONDecodeError:
                     break
                 buffer = buffer.lstrip()[end:]
-                obj = event["object"]
-                self.changes.append(
-                    Change(
-                        event["type"],
-                        obj["metadata"]["labels"]["mlrollout.io/version"],
-                        obj["spec"].get("replicas", 0),
-                        (obj.get("status") or {}).get("readyReplicas", 0) or 0,
-                    )
-                )
+                self._on(event["type"], event["object"])
+
+    def _on(self, kind: str, pod: dict[str, Any]) -> None:
+        meta = pod["metadata"]
+        conditions = (pod.get("status") or {}).get("conditions") or []
+        now = PodState(
+            meta["labels"]["mlrollout.io/version"],
+            any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions),
+            kind == "DELETED" or bool(meta.get("deletionTimestamp")),
+        )
+        before = self._pods.get(meta["name"])
+        if now.terminating and before is not None and not before.terminating:
+            serving = [
+                p.version
+                for n, p in self._pods.items()
+                if n != meta["name"] and p.ready and not p.terminating
+            ]
+            self.removals.append(Removal(meta["name"], now.version, dict(Counter(serving))))
+        if kind == "DELETED":
+            self._pods.pop(meta["name"], None)
+        else:
+            self._pods[meta["name"]] = now
+        self.events += 1
 
     def __exit__(self, *exc: object) -> None:
         if self._proc is not None:
@@ -98,19 +127,6 @@ class DeploymentWatch:
             self._proc.wait(timeout=30)
         if self._thread is not None:
             self._thread.join(timeout=30)
-
-    def scale_downs(self, outgoing: str) -> list[tuple[Change, dict[str, Change]]]:
-        """Each event that took replicas from (or deleted) `outgoing`, with what every other
-        Deployment looked like at that moment."""
-        last: dict[str, Change] = {}
-        out = []
-        for change in self.changes:
-            before = last.get(change.version)
-            shrinks = change.kind == "DELETED" or (before is not None and change.replicas < before.replicas)
-            if change.version == outgoing and shrinks and before is not None and before.replicas > 0:
-                out.append((change, {v: c for v, c in last.items() if v != outgoing}))
-            last[change.version] = change
-        return out
 
 
 def paused_at(kc: Kubectl, name: str, index: int) -> Callable[[], Any]:
@@ -132,16 +148,15 @@ def canary_at(kc: Kubectl, name: str, models: Models, weight: int) -> None:
         wait_for("canary at 100%", paused_at(kc, name, 3))
 
 
-def assert_incoming_ready_first(watch: DeploymentWatch, outgoing: str, incoming: dict[str, int]) -> None:
-    downs = watch.scale_downs(outgoing)
-    assert downs, f"version {outgoing} was never scaled down: {watch.changes}"
-    for change, others in downs:
+def assert_incoming_ready_first(watch: PodWatch, outgoing: str, incoming: dict[str, int]) -> None:
+    downs = [r for r in watch.removals if r.version == outgoing]
+    assert downs, f"no pod of version {outgoing} was removed: {watch.removals}"
+    for removal in downs:
         for version, want in incoming.items():
-            seen = others.get(version)
-            assert seen is not None, f"{version} did not exist when {outgoing} went to {change}"
-            assert seen.ready >= want, (
-                f"version {outgoing} {change.kind} to {change.replicas} while version {version} had "
-                f"{seen.ready}/{want} Ready: {watch.changes}"
+            have = removal.ready_by_version.get(version, 0)
+            assert have >= want, (
+                f"pod {removal.pod} of version {outgoing} began terminating while version {version} had "
+                f"{have}/{want} pods Ready: {watch.removals}"
             )
 
 
@@ -166,7 +181,7 @@ def test_transition_scales_outgoing_down_only_after_incoming_is_ready(
     name = f"tr-{weight}-{action.split(maxsplit=1)[0]}"
     canary_at(kc, name, models, weight)
     versions = {"v1": models.v1.version, "v2": models.v2.version}
-    with DeploymentWatch(kc, name) as watch:
+    with PodWatch(kc, name) as watch:
         kc.plugin(*action.split(), name)
         want = {f"v{versions[k]}": n for k, n in final.items()}
         wait_for(f"{action}: serving {want}", lambda: kc.replicas(name) == want, timeout=90)
@@ -183,7 +198,7 @@ def test_undo_keeps_the_current_stable_until_the_kept_version_is_ready(
     kc.plugin("promote", "--full", "tr-undo")
     v1, v2 = models.v1.version, models.v2.version
     wait_for("v2 stable", lambda: kc.replicas("tr-undo") == {f"v{v1}": 0, f"v{v2}": N}, timeout=90)
-    with DeploymentWatch(kc, "tr-undo") as watch:
+    with PodWatch(kc, "tr-undo") as watch:
         kc.plugin("undo", "tr-undo")
         wait_for("v1 serving again", lambda: kc.replicas("tr-undo") == {f"v{v1}": N, f"v{v2}": 0}, timeout=90)
     assert_incoming_ready_first(watch, v2, {v1: N})
@@ -194,19 +209,15 @@ def test_new_target_mid_rollout_drains_the_old_canary_after_the_new_sides_are_re
 ) -> None:
     canary_at(kc, "tr-retarget", models, 50)
     v1, v3 = models.v1.version, models.v3.version
-    with DeploymentWatch(kc, "tr-retarget") as watch:
+    with PodWatch(kc, "tr-retarget") as watch:
         kc.apply(model_deployment("tr-retarget", v3, replicas=N, steps=HOLD))
         wait_for("v3 canary at 50%", paused_at(kc, "tr-retarget", 1), timeout=90)
         wait_for(
             "old canary gone", lambda: set(kc.replicas("tr-retarget")) == {f"v{v1}", f"v{v3}"}, timeout=90
         )
     assert kc.status("tr-retarget")["canary"]["version"] == v3
-    # The old canary went only once stable and the new canary had their shares Ready.
-    downs = watch.scale_downs(models.v2.version)
-    assert downs
-    for change, others in downs:
-        assert others[v1].ready >= others[v1].replicas > 0, (change, watch.changes)
-        assert others[v3].ready >= others[v3].replicas > 0, (change, watch.changes)
+    # The old canary went only once stable and the new canary had their shares (50% of N) Ready.
+    assert_incoming_ready_first(watch, models.v2.version, {v1: N // 2, v3: N // 2})
 
 
 # --------------------------------------------------------------------------- analysis policy

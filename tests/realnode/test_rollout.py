@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -60,14 +61,42 @@ class Md:
             kubectl_json(self.cluster, "-n", self.namespace, "get", "md", self.name).get("status", {})
         )
 
-    def ready_by_version(self) -> dict[str, int]:
+    def ready_pods(self) -> dict[str, str]:
+        """Serving pods that are Ready and not terminating, by name, with their version: what the
+        Service sends traffic to (the Deployments' readyReplicas repeat this later)."""
         selector = f"mlrollout.io/model-deployment={self.name}"
-        deps = kubectl_json(self.cluster, "-n", self.namespace, "get", "deployments", "-l", selector)["items"]
-        out: dict[str, int] = {}
-        for d in deps:
-            version = d["metadata"]["labels"]["mlrollout.io/version"]
-            out[version] = out.get(version, 0) + int(d["status"].get("readyReplicas") or 0)
-        return {v: n for v, n in out.items() if n}
+        pods = kubectl_json(self.cluster, "-n", self.namespace, "get", "pods", "-l", selector)["items"]
+        out: dict[str, str] = {}
+        for p in pods:
+            conditions = (p.get("status") or {}).get("conditions") or []
+            ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+            if ready and not p["metadata"].get("deletionTimestamp"):
+                out[p["metadata"]["name"]] = p["metadata"]["labels"]["mlrollout.io/version"]
+        return out
+
+    def ready_by_version(self) -> dict[str, int]:
+        return dict(Counter(self.ready_pods().values()))
+
+    def routed_by_version(self) -> dict[str, int] | None:
+        """Ready pods by version once the Service's EndpointSlices list exactly them as ready (None
+        before): the endpoint controller follows the pods a moment later."""
+        pods = self.ready_pods()
+        slices = kubectl_json(
+            self.cluster,
+            "-n",
+            self.namespace,
+            "get",
+            "endpointslices",
+            "-l",
+            f"kubernetes.io/service-name={self.name}",
+        )["items"]
+        routed = {
+            (e.get("targetRef") or {}).get("name")
+            for sl in slices
+            for e in sl.get("endpoints") or []
+            if (e.get("conditions") or {}).get("ready")
+        }
+        return dict(Counter(pods.values())) if pods and routed == set(pods) else None
 
     def wait_step(
         self, index: int, weight: int, timeout: float = 300, canary: str | None = None
@@ -116,7 +145,7 @@ def test_canary_weights_are_measured_in_real_traffic_and_the_standby_operator_fi
     measured = []
     for index, weight in ((1, 25), (3, 50)):
         status = md.wait_step(index, weight)
-        ready = md.ready_by_version()
+        ready = wait_until("the Service routes to the Ready pods", md.routed_by_version, 60)
         expected = ready.get(v2.version, 0) / sum(ready.values())
         result = measure(node, real_namespace, loadgen, rows, 400)
         measured.append((weight, ready, result.by_version))
