@@ -90,6 +90,9 @@ class Controller:
     at_half: Callable[[Status], bool]
     start: Callable[[Path, Path, str], ManagedProcess]
     crds: list[Path] = field(default_factory=list)
+    # What the harness creates beside each object so that both serve traffic the same way: a
+    # Service over the Rollout's pods (mlrollout makes its own per ModelDeployment)
+    companion: Callable[[str], dict[str, Any]] | None = None
 
 
 def argo_manifest(name: str, version: str) -> dict[str, Any]:
@@ -115,6 +118,17 @@ def argo_manifest(name: str, version: str) -> dict[str, Any]:
             },
             "strategy": {"canary": {"steps": [{"setWeight": 50}, {"pause": {}}, {"setWeight": 100}]}},
         },
+    }
+
+
+def argo_service(name: str) -> dict[str, Any]:
+    """The Service an application served through a Rollout has (Argo's basic canary example has
+    one): the same shape as mlrollout's, so the endpoint controller follows the same pods for both."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name},
+        "spec": {"selector": {"app": name}, "ports": [{"name": "http", "port": 8080, "targetPort": 8080}]},
     }
 
 
@@ -164,7 +178,7 @@ def start_mlrollout(kubeconfig: Path, work: Path, tracking_uri: str) -> ManagedP
     return proc
 
 
-def controllers() -> dict[str, Controller]:
+def controllers(*, argo_service_too: bool = True) -> dict[str, Controller]:
     argo_crds = (
         Path(
             subprocess.run(
@@ -188,6 +202,7 @@ def controllers() -> dict[str, Controller]:
             at_half=lambda s: s.get("phase") == "Paused" and s.get("currentStepIndex") == 1,
             start=start_argo,
             crds=sorted(argo_crds.glob("*.yaml")),
+            companion=argo_service if argo_service_too else None,
         ),
         "mlrollout": Controller(
             label="mlrollout",
@@ -223,6 +238,10 @@ class Seen:
     workload_added: dict[str, float] = field(default_factory=dict)
     workload_zero: dict[str, float] = field(default_factory=dict)
     workload_full: dict[str, float] = field(default_factory=dict)  # since when 2 of 2 pods Ready
+    # The same read one level down for both: since when the workload's ReplicaSet has 2 of 2 Ready
+    # (Argo's workload is that ReplicaSet; a Deployment's status repeats its ReplicaSet's a hop later)
+    rs_full: dict[str, float] = field(default_factory=dict)
+    rs_sized: dict[str, float] = field(default_factory=dict)  # since when that ReplicaSet's spec says 2
     # since when spec.replicas is 2: the controller's own write, before any pod of it starts
     workload_sized: dict[str, float] = field(default_factory=dict)
     status: dict[str, Status] = field(default_factory=dict)
@@ -306,7 +325,7 @@ async def measure(run: Run, proc: ManagedProcess) -> dict[str, Any]:
     kubeconfig = run.kubeconfig
     await config.load_kube_config(str(kubeconfig))
     api = client.ApiClient()
-    custom, apps = client.CustomObjectsApi(api), client.AppsV1Api(api)
+    custom, apps, core = client.CustomObjectsApi(api), client.AppsV1Api(api), client.CoreV1Api(api)
     seen = Seen()
     stop = asyncio.Event()
     peak = [0.0]
@@ -331,13 +350,47 @@ async def measure(run: Run, proc: ManagedProcess) -> dict[str, Any]:
                         seen.workload_zero.pop(name, None)
                     if ev["type"] != "DELETED" and obj.spec.replicas == REPLICAS:
                         seen.workload_sized.setdefault(name, now)
+                        if ctl.workload == "replicasets":
+                            seen.rs_sized.setdefault(name, now)
                     else:
                         seen.workload_sized.pop(name, None)
+                        if ctl.workload == "replicasets":
+                            seen.rs_sized.pop(name, None)
                     ready = (obj.status.ready_replicas or 0) if obj.status else 0
                     if ev["type"] != "DELETED" and obj.spec.replicas == REPLICAS and ready == REPLICAS:
                         seen.workload_full.setdefault(name, now)
+                        if ctl.workload == "replicasets":
+                            seen.rs_full.setdefault(name, now)
                     else:
                         seen.workload_full.pop(name, None)
+                        if ctl.workload == "replicasets":
+                            seen.rs_full.pop(name, None)
+            except ApiException:  # 410 Gone and the like: start over from a fresh list
+                w = watch.Watch()
+                await asyncio.sleep(0.2)
+            except (TimeoutError, OSError):
+                await asyncio.sleep(0.2)
+
+    async def watch_replica_sets() -> None:
+        """For Deployment workloads: each one's ReplicaSet, by its owner's name."""
+        w = watch.Watch()
+        while not stop.is_set():
+            try:
+                resume = {"resource_version": w.resource_version} if w.resource_version else {}
+                async for ev in w.stream(apps.list_namespaced_replica_set, ns, timeout_seconds=60, **resume):
+                    now, obj = time.monotonic(), ev["object"]
+                    owners = [o.name for o in obj.metadata.owner_references or [] if o.kind == "Deployment"]
+                    if not owners:
+                        continue
+                    ready = (obj.status.ready_replicas or 0) if obj.status else 0
+                    if ev["type"] != "DELETED" and obj.spec.replicas == REPLICAS and ready == REPLICAS:
+                        seen.rs_full.setdefault(owners[0], now)
+                    else:
+                        seen.rs_full.pop(owners[0], None)
+                    if ev["type"] != "DELETED" and obj.spec.replicas == REPLICAS:
+                        seen.rs_sized.setdefault(owners[0], now)
+                    else:
+                        seen.rs_sized.pop(owners[0], None)
             except ApiException:  # 410 Gone and the like: start over from a fresh list
                 w = watch.Watch()
                 await asyncio.sleep(0.2)
@@ -399,14 +452,21 @@ async def measure(run: Run, proc: ManagedProcess) -> dict[str, Any]:
             ctl.group, ctl.version, ns, ctl.plural, name, body, _content_type="application/merge-patch+json"
         )
 
-    tasks = [asyncio.create_task(t()) for t in (watch_workloads, watch_objects, sample_rss)]
+    watches = [watch_workloads, watch_objects, sample_rss]
+    if ctl.workload == "deployments":
+        watches.append(watch_replica_sets)
+    tasks = [asyncio.create_task(t()) for t in watches]
     names = [f"md-{i:04d}" for i in range(count)]
     cpu: dict[str, float] = {}
     try:
+        if ctl.companion is not None:  # all there before the clock starts: the paced creates stay one call
+            for name in names:
+                await core.create_namespaced_service(ns, ctl.companion(name))
         await asyncio.sleep(1.0)  # both watches listening before the first create
         rss_idle = rss_mb(proc.pid)
         c0 = cpu_seconds(proc.pid)
         seen.expect("settled", ctl.settled)
+
         created = await paced(
             names,
             lambda n: custom.create_namespaced_custom_object(
@@ -432,14 +492,22 @@ async def measure(run: Run, proc: ManagedProcess) -> dict[str, Any]:
             seen.workload_zero.pop(w, None)
         for w in stable.values():  # at the 50% step the stable runs 1 of 2 (both controllers)
             seen.workload_sized.pop(w, None)
+            seen.rs_sized.pop(w, None)
         aborted = await paced(names, lambda n: patch(n, ctl.abort(), status=ctl.abort_status))
         deadline = time.monotonic() + limit_s
-        while any(canary[n] not in seen.workload_zero or stable[n] not in seen.workload_full for n in names):
+        while any(
+            canary[n] not in seen.workload_zero
+            or stable[n] not in seen.workload_full
+            or stable[n] not in seen.rs_full
+            for n in names
+        ):
             if time.monotonic() > deadline:
                 raise SystemExit(f"{ctl.label}: not rolled back within {limit_s}s; logs in {work}")
             await asyncio.sleep(0.2)
         t_zero = max(seen.workload_zero[canary[n]] for n in names)
         full = {n: max(seen.workload_full[stable[n]], aborted[n]) for n in names}
+        rs_full = {n: max(seen.rs_full[stable[n]], aborted[n]) for n in names}
+        rs_sized = {n: max(seen.rs_sized.get(stable[n], rs_full[n]), aborted[n]) for n in names}
         sized = {n: max(seen.workload_sized.get(stable[n], full[n]), aborted[n]) for n in names}
         c3 = cpu_seconds(proc.pid)
         cpu = {"create": c1 - c0, "change": c2 - c1, "abort": c3 - c2}
@@ -453,6 +521,8 @@ async def measure(run: Run, proc: ManagedProcess) -> dict[str, Any]:
             "abort_to_canary_zero_s": summary([seen.workload_zero[canary[n]] - aborted[n] for n in names]),
             "abort_to_stable_sized_s": summary([sized[n] - aborted[n] for n in names]),
             "abort_to_stable_full_s": summary([full[n] - aborted[n] for n in names]),
+            "abort_to_stable_rs_sized_s": summary([rs_sized[n] - aborted[n] for n in names]),
+            "abort_to_stable_rs_ready_s": summary([rs_full[n] - aborted[n] for n in names]),
             "create_to_settled_s": summary([seen.reached["settled"][n] - created[n] for n in names]),
             "settle_s": {
                 "create": round(t_settled - min(created.values()), 1),
@@ -491,12 +561,17 @@ def main() -> int:
     parser.add_argument("--limit", type=float, default=900.0, help="seconds each phase may take")
     parser.add_argument("--py-spy", action="store_true", help="record mlrollout's stacks (py-spy, raw)")
     parser.add_argument("--out", type=Path, help="append each run's JSON line here")
+    parser.add_argument(
+        "--no-argo-service",
+        action="store_true",
+        help="no Service beside each Rollout (runs before 2026-12-03 17:30 had none)",
+    )
     args = parser.parse_args()
     counts = args.count or [100, 500]
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     work = args.work = Path(tempfile.mkdtemp(prefix="mlrollout-peers-"))
     (work / "artifacts").mkdir()
-    ctls = controllers()
+    ctls = controllers(argo_service_too=not args.no_argo_service)
     order = [args.only] if args.only else ["argo", "mlrollout"]
     # 2 pods per object, 3 during a step (a surge), 20% headroom; kwok nodes hold 110 pods each.
     nodes = max(3, -(-max(counts) * 3 * 12 // (110 * 10)))
@@ -533,6 +608,7 @@ def main() -> int:
                     result = run_one(ctls[key], count, args, cluster.kubeconfig, uri)
                     result |= {
                         "round": r,
+                        "service_per_object": key == "mlrollout" or not args.no_argo_service,
                         "load_before": load_before,
                         "load_after": loadavg(),
                         "registry_cpu_s": round(tree_cpu_seconds(mlflow.pid) - m0, 1),

@@ -18,7 +18,9 @@ LATENCIES = [
     ("change_to_half_s", "change -> 50% step"),
     ("abort_to_canary_zero_s", "abort -> canary at 0"),
     ("abort_to_stable_sized_s", "abort -> stable scaled to 2 (the controller's write)"),
-    ("abort_to_stable_full_s", "abort -> stable 2/2 Ready"),
+    ("abort_to_stable_rs_sized_s", "abort -> stable's ReplicaSet scaled to 2 (both)"),
+    ("abort_to_stable_full_s", "abort -> stable 2/2 Ready (the workload's status)"),
+    ("abort_to_stable_rs_ready_s", "abort -> stable 2/2 Ready (its ReplicaSet's status, both)"),
     ("create_to_settled_s", "create -> settled"),
 ]
 
@@ -66,7 +68,9 @@ def main() -> None:
         argo, ours = pair["argo"], pair["ours"]
         loads = f"Argo {argo['load_before']} / {argo['load_after']}, "
         loads += f"mlrollout {ours['load_before']} / {ours['load_after']}"
-        print(f"\nN = {count}, round {rnd}; load average before / after: {loads}\n")
+        service = {True: "a Service beside each Rollout", False: "no Service beside the Rollouts"}
+        setup = service[bool(argo.get("service_per_object", False))]
+        print(f"\nN = {count}, round {rnd} ({setup}); load average before / after: {loads}\n")
         print(f"| seconds (p50 / p95 / max) | {argo['controller']} | mlrollout | p95 ratio |")
         print("|---|---|---|---|")
         print("\n".join(rows(argo, ours)))
