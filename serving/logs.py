@@ -3,7 +3,8 @@ per request (the access log is on by default, and it was a tenth of a worker's b
 
 Python's logging HOWTO ("Optimization") names what a record gathers that a format may never show: the
 caller's file and line (a stack walk per record), thread, process and multiprocessing names. Our
-format shows none of them, so they are turned off; and the timestamp is rendered once per second, not
+format shows none of them, so they are turned off (gunicorn's own lines print the pid: a filter on
+its logger looks that up for them alone); and the timestamp is rendered once per second, not
 once per line (time.localtime + strftime were a third of a line's cost).
 
 The access log is written in batches (`BufferedLineHandler`): a write per request is a system call
@@ -100,12 +101,24 @@ class BufferedLineHandler(logging.Handler):
                     pass
 
 
+def with_process_id(record: logging.LogRecord) -> bool:
+    """Fill in the pid that `configure` stops every record from looking up, for gunicorn's own lines:
+    its error log's format prints `[%(process)d]`, which fails on None (each line a traceback)."""
+    if record.process is None:
+        record.process = os.getpid()
+    return True
+
+
 def configure(level: str, access_flush_seconds: float = 0.2, stream: TextIO | None = None) -> None:
     """Root logging to stderr in FORMAT at `level` (a name such as INFO), without per-record lookups
     FORMAT does not show; the access log batched every `access_flush_seconds` (0: line by line)."""
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
+    # gunicorn logs through this logger (its handlers are replaced on reopen, the logger is not).
+    gunicorn_error = logging.getLogger("gunicorn.error")
+    if with_process_id not in gunicorn_error.filters:
+        gunicorn_error.addFilter(with_process_id)
     logging._srcfile = None  # the HOWTO's switch for the caller lookup (findCaller's stack walk)
     stream = sys.stderr if stream is None else stream
     handler = logging.StreamHandler(stream)

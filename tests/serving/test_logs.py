@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 import logging
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import TextIO
@@ -95,3 +97,24 @@ def test_the_flush_interval_setting_is_checked() -> None:
     for bad in ("soon", "-1", "61"):
         with pytest.raises(ValueError, match=rf"MLROLLOUT_ACCESS_LOG_FLUSH_SECONDS='{bad}' is not a number"):
             flush_interval(bad)
+
+
+def test_gunicorn_lines_still_carry_their_pid_after_configure() -> None:
+    """configure() stops records looking up their pid; gunicorn's own format prints it, and each of its
+    lines (worker booted, exiting, timeouts) was a "--- Logging error ---" traceback instead."""
+    script = (
+        "import os, sys\n"
+        "from gunicorn.config import Config\n"
+        "from gunicorn.glogging import Logger\n"
+        "from mlrollout.serving import logs\n"
+        "logs.configure('INFO')\n"
+        "cfg = Config(); cfg.set('errorlog', '-'); cfg.set('loglevel', 'info')\n"
+        "Logger(cfg).info('Worker exiting (pid: %s)', 7278)\n"
+        "print(os.getpid())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    pid = done.stdout.strip()
+    assert "Logging error" not in done.stderr, done.stderr
+    assert f"[{pid}] [INFO] Worker exiting (pid: 7278)" in done.stderr, done.stderr
