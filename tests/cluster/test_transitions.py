@@ -121,6 +121,11 @@ class PodWatch:
             self._pods[meta["name"]] = now
         self.events += 1
 
+    def drained(self, version: str) -> bool:
+        """Every pod of `version` the watch has seen has begun terminating (or is gone): the wait to
+        make before leaving the watch, since the Deployment's spec says 0 before its pods hear of it."""
+        return not any(p.version == version and not p.terminating for p in list(self._pods.values()))
+
     def __exit__(self, *exc: object) -> None:
         if self._proc is not None:
             self._proc.terminate()
@@ -188,6 +193,7 @@ def test_transition_scales_outgoing_down_only_after_incoming_is_ready(
         wait_for(
             "every pod Ready", lambda: all(d["ready"] == d["replicas"] for d in kc.deployments(name).values())
         )
+        wait_for(f"every {outgoing} pod terminating", lambda: watch.drained(versions[outgoing]))
     assert_incoming_ready_first(watch, versions[outgoing], {versions[k]: n for k, n in incoming.items()})
 
 
@@ -201,6 +207,7 @@ def test_undo_keeps_the_current_stable_until_the_kept_version_is_ready(
     with PodWatch(kc, "tr-undo") as watch:
         kc.plugin("undo", "tr-undo")
         wait_for("v1 serving again", lambda: kc.replicas("tr-undo") == {f"v{v1}": N, f"v{v2}": 0}, timeout=90)
+        wait_for("every v2 pod terminating", lambda: watch.drained(v2))
     assert_incoming_ready_first(watch, v2, {v1: N})
 
 
@@ -215,6 +222,7 @@ def test_new_target_mid_rollout_drains_the_old_canary_after_the_new_sides_are_re
         wait_for(
             "old canary gone", lambda: set(kc.replicas("tr-retarget")) == {f"v{v1}", f"v{v3}"}, timeout=90
         )
+        wait_for("every old canary pod terminating", lambda: watch.drained(models.v2.version))
     assert kc.status("tr-retarget")["canary"]["version"] == v3
     # The old canary went only once stable and the new canary had their shares (50% of N) Ready.
     assert_incoming_ready_first(watch, models.v2.version, {v1: N // 2, v3: N // 2})
