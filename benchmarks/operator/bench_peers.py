@@ -143,12 +143,14 @@ def argo_change(version: str) -> dict[str, Any]:
     }
 
 
+def argo_build() -> Path:
+    """Argo Rollouts' cache dir (bin/, crds/), built first if this machine has none (minutes, once)."""
+    out = subprocess.run(["bash", str(ARGO_BUILD)], check=True, stdout=subprocess.PIPE, text=True).stdout
+    return Path(out.split()[-1])
+
+
 def start_argo(kubeconfig: Path, work: Path, _tracking_uri: str) -> ManagedProcess:
-    built = Path(
-        subprocess.run(["bash", str(ARGO_BUILD)], check=True, capture_output=True, text=True).stdout.split()[
-            -1
-        ]
-    )
+    built = argo_build()
     healthz, metrics = free_port(), free_port()
     argv = [
         str(built / "bin" / "rollouts-controller"),
@@ -179,14 +181,10 @@ def start_mlrollout(kubeconfig: Path, work: Path, tracking_uri: str) -> ManagedP
 
 
 def controllers(*, argo_service_too: bool = True) -> dict[str, Controller]:
-    argo_crds = (
-        Path(
-            subprocess.run(
-                ["bash", str(ARGO_BUILD), "--print-dir"], check=True, capture_output=True, text=True
-            ).stdout.strip()
-        )
-        / "crds"
-    )
+    # Built (once, cached) before the cluster starts: a fresh machine has neither binary nor CRDs yet.
+    argo_crds = sorted((argo_build() / "crds").glob("*.yaml"))
+    if not argo_crds:
+        raise SystemExit(f"no Argo Rollouts CRDs under {argo_build()}/crds: see {ARGO_BUILD}")
     return {
         "argo": Controller(
             label=f"Argo Rollouts {_argo_version()}",
@@ -201,7 +199,7 @@ def controllers(*, argo_service_too: bool = True) -> dict[str, Controller]:
             settled=lambda s: s.get("phase") == "Healthy",
             at_half=lambda s: s.get("phase") == "Paused" and s.get("currentStepIndex") == 1,
             start=start_argo,
-            crds=sorted(argo_crds.glob("*.yaml")),
+            crds=argo_crds,
             companion=argo_service if argo_service_too else None,
         ),
         "mlrollout": Controller(
@@ -232,6 +230,16 @@ def _argo_version() -> str:
 
 
 @dataclass
+class PodSeen:
+    """One pod's path as the harness saw it: created (first event), bound to a node, first Ready."""
+
+    replica_set: str
+    added: float
+    bound: float | None = None
+    ready: float | None = None
+
+
+@dataclass
 class Seen:
     """What the harness's watches saw, with local monotonic times."""
 
@@ -244,10 +252,23 @@ class Seen:
     rs_sized: dict[str, float] = field(default_factory=dict)  # since when that ReplicaSet's spec says 2
     # since when spec.replicas is 2: the controller's own write, before any pod of it starts
     workload_sized: dict[str, float] = field(default_factory=dict)
+    rs_workload: dict[str, str] = field(default_factory=dict)  # ReplicaSet -> its Deployment
+    pods: dict[str, PodSeen] = field(default_factory=dict)
     status: dict[str, Status] = field(default_factory=dict)
     # per phase: object name -> first time the phase's predicate held
     reached: dict[str, dict[str, float]] = field(default_factory=dict)
     predicates: dict[str, Callable[[Status], bool]] = field(default_factory=dict)
+
+    def on_pod(self, kind: str, pod: Any, now: float) -> None:
+        if kind == "DELETED":
+            return
+        owners = [o.name for o in pod.metadata.owner_references or [] if o.kind == "ReplicaSet"]
+        seen = self.pods.setdefault(pod.metadata.name, PodSeen(owners[0] if owners else "", now))
+        if pod.spec.node_name and seen.bound is None:
+            seen.bound = now
+        conds = (pod.status.conditions or []) if pod.status else []
+        if seen.ready is None and any(c.type == "Ready" and c.status == "True" for c in conds):
+            seen.ready = now
 
     def on_status(self, name: str, status: Status, now: float) -> None:
         self.status[name] = status
@@ -261,6 +282,34 @@ class Seen:
         for name, status in self.status.items():  # already true before the phase began does not count
             if test(status):
                 self.reached[phase][name] = float("-inf")
+
+
+def mark(since: dict[str, float], name: str, now: float, holds: bool) -> None:
+    """Keep the first time `holds` became true for name; forget it once it stops holding."""
+    if holds:
+        since.setdefault(name, now)
+    else:
+        since.pop(name, None)
+
+
+async def follow(
+    stop: asyncio.Event, on_event: Callable[[str, Any, float], None], list_fn: Any, *args: Any
+) -> None:
+    """Feed every event of one watch to on_event (type, object, local time) until stop is set.
+
+    Each new stream resumes where the last ended: a fresh list would miss the deletions made between
+    two streams (a deleted canary is never listed again). 410 Gone and the like start over."""
+    w = watch.Watch()
+    while not stop.is_set():
+        try:
+            resume: dict[str, str] = {"resource_version": w.resource_version} if w.resource_version else {}
+            async for ev in w.stream(list_fn, *args, timeout_seconds=60, **resume):
+                on_event(ev["type"], ev["object"], time.monotonic())
+        except ApiException:
+            w = watch.Watch()
+            await asyncio.sleep(0.2)
+        except (TimeoutError, OSError):
+            await asyncio.sleep(0.2)
 
 
 def summary(lat: list[float]) -> dict[str, float]:
@@ -333,91 +382,42 @@ async def measure(run: Run, proc: ManagedProcess) -> dict[str, Any]:
         apps.list_namespaced_deployment if ctl.workload == "deployments" else apps.list_namespaced_replica_set
     )
 
-    async def watch_workloads() -> None:
-        w = watch.Watch()
-        while not stop.is_set():
-            try:
-                # Each new stream resumes where the last ended: a fresh list would miss the deletions
-                # made between two streams (a deleted canary is never listed again).
-                resume = {"resource_version": w.resource_version} if w.resource_version else {}
-                async for ev in w.stream(list_workloads, ns, timeout_seconds=60, **resume):
-                    now, obj = time.monotonic(), ev["object"]
-                    name = obj.metadata.name
-                    seen.workload_added.setdefault(name, now)
-                    if ev["type"] == "DELETED" or (obj.spec.replicas or 0) == 0:
-                        seen.workload_zero.setdefault(name, now)
-                    else:
-                        seen.workload_zero.pop(name, None)
-                    if ev["type"] != "DELETED" and obj.spec.replicas == REPLICAS:
-                        seen.workload_sized.setdefault(name, now)
-                        if ctl.workload == "replicasets":
-                            seen.rs_sized.setdefault(name, now)
-                    else:
-                        seen.workload_sized.pop(name, None)
-                        if ctl.workload == "replicasets":
-                            seen.rs_sized.pop(name, None)
-                    ready = (obj.status.ready_replicas or 0) if obj.status else 0
-                    if ev["type"] != "DELETED" and obj.spec.replicas == REPLICAS and ready == REPLICAS:
-                        seen.workload_full.setdefault(name, now)
-                        if ctl.workload == "replicasets":
-                            seen.rs_full.setdefault(name, now)
-                    else:
-                        seen.workload_full.pop(name, None)
-                        if ctl.workload == "replicasets":
-                            seen.rs_full.pop(name, None)
-            except ApiException:  # 410 Gone and the like: start over from a fresh list
-                w = watch.Watch()
-                await asyncio.sleep(0.2)
-            except (TimeoutError, OSError):
-                await asyncio.sleep(0.2)
+    def on_workload(kind: str, obj: Any, now: float) -> None:
+        name = obj.metadata.name
+        seen.workload_added.setdefault(name, now)
+        if kind == "DELETED" or (obj.spec.replicas or 0) == 0:
+            seen.workload_zero.setdefault(name, now)
+        else:
+            seen.workload_zero.pop(name, None)
+        sized = kind != "DELETED" and obj.spec.replicas == REPLICAS
+        ready = (obj.status.ready_replicas or 0) if obj.status else 0
+        mark(seen.workload_sized, name, now, sized)
+        mark(seen.workload_full, name, now, sized and ready == REPLICAS)
+        if ctl.workload == "replicasets":
+            mark(seen.rs_sized, name, now, sized)
+            mark(seen.rs_full, name, now, sized and ready == REPLICAS)
 
-    async def watch_replica_sets() -> None:
+    def on_replica_set(kind: str, obj: Any, now: float) -> None:
         """For Deployment workloads: each one's ReplicaSet, by its owner's name."""
-        w = watch.Watch()
-        while not stop.is_set():
-            try:
-                resume = {"resource_version": w.resource_version} if w.resource_version else {}
-                async for ev in w.stream(apps.list_namespaced_replica_set, ns, timeout_seconds=60, **resume):
-                    now, obj = time.monotonic(), ev["object"]
-                    owners = [o.name for o in obj.metadata.owner_references or [] if o.kind == "Deployment"]
-                    if not owners:
-                        continue
-                    ready = (obj.status.ready_replicas or 0) if obj.status else 0
-                    if ev["type"] != "DELETED" and obj.spec.replicas == REPLICAS and ready == REPLICAS:
-                        seen.rs_full.setdefault(owners[0], now)
-                    else:
-                        seen.rs_full.pop(owners[0], None)
-                    if ev["type"] != "DELETED" and obj.spec.replicas == REPLICAS:
-                        seen.rs_sized.setdefault(owners[0], now)
-                    else:
-                        seen.rs_sized.pop(owners[0], None)
-            except ApiException:  # 410 Gone and the like: start over from a fresh list
-                w = watch.Watch()
-                await asyncio.sleep(0.2)
-            except (TimeoutError, OSError):
-                await asyncio.sleep(0.2)
+        owners = [o.name for o in obj.metadata.owner_references or [] if o.kind == "Deployment"]
+        if not owners:
+            return
+        seen.rs_workload[obj.metadata.name] = owners[0]
+        sized = kind != "DELETED" and obj.spec.replicas == REPLICAS
+        ready = (obj.status.ready_replicas or 0) if obj.status else 0
+        mark(seen.rs_sized, owners[0], now, sized)
+        mark(seen.rs_full, owners[0], now, sized and ready == REPLICAS)
 
-    async def watch_objects() -> None:
-        w = watch.Watch()
-        while not stop.is_set():
-            try:
-                resume = {"resource_version": w.resource_version} if w.resource_version else {}
-                async for ev in w.stream(
-                    custom.list_namespaced_custom_object,
-                    ctl.group,
-                    ctl.version,
-                    ns,
-                    ctl.plural,
-                    timeout_seconds=60,
-                    **resume,
-                ):
-                    obj = ev["object"]
-                    seen.on_status(obj["metadata"]["name"], obj.get("status") or {}, time.monotonic())
-            except ApiException:  # 410 Gone and the like: start over from a fresh list
-                w = watch.Watch()
-                await asyncio.sleep(0.2)
-            except (TimeoutError, OSError):
-                await asyncio.sleep(0.2)
+    def on_object(_kind: str, obj: Any, now: float) -> None:
+        seen.on_status(obj["metadata"]["name"], obj.get("status") or {}, now)
+
+    watches = [
+        follow(stop, on_workload, list_workloads, ns),
+        follow(stop, on_object, custom.list_namespaced_custom_object, ctl.group, ctl.version, ns, ctl.plural),
+        follow(stop, seen.on_pod, core.list_namespaced_pod, ns),
+    ]
+    if ctl.workload == "deployments":
+        watches.append(follow(stop, on_replica_set, apps.list_namespaced_replica_set, ns))
 
     async def sample_rss() -> None:
         while not stop.is_set():
@@ -452,10 +452,7 @@ async def measure(run: Run, proc: ManagedProcess) -> dict[str, Any]:
             ctl.group, ctl.version, ns, ctl.plural, name, body, _content_type="application/merge-patch+json"
         )
 
-    watches = [watch_workloads, watch_objects, sample_rss]
-    if ctl.workload == "deployments":
-        watches.append(watch_replica_sets)
-    tasks = [asyncio.create_task(t()) for t in watches]
+    tasks = [asyncio.create_task(t) for t in [*watches, sample_rss()]]
     names = [f"md-{i:04d}" for i in range(count)]
     cpu: dict[str, float] = {}
     try:
@@ -510,6 +507,21 @@ async def measure(run: Run, proc: ManagedProcess) -> dict[str, Any]:
         rs_sized = {n: max(seen.rs_sized.get(stable[n], rs_full[n]), aborted[n]) for n in names}
         sized = {n: max(seen.workload_sized.get(stable[n], full[n]), aborted[n]) for n in names}
         c3 = cpu_seconds(proc.pid)
+        # The abort's new stable pods, stage by stage: which part of the control plane the time sits in
+        # (ReplicaSet controller: scaled -> pod created; scheduler: -> bound; node: -> Ready).
+        workload_of = (lambda rs: rs) if ctl.workload == "replicasets" else seen.rs_workload.get
+        owner_of = {stable[n]: n for n in names}
+        new_pods = [
+            (n, p)
+            for p in seen.pods.values()
+            if (n := owner_of.get(workload_of(p.replica_set) or "")) and p.added >= aborted[n]
+        ]
+        stages = {
+            "rs_sized_to_created": [p.added - rs_sized[n] for n, p in new_pods],
+            "created_to_bound": [p.bound - p.added for _, p in new_pods if p.bound is not None],
+            "bound_to_ready": [p.ready - p.bound for _, p in new_pods if p.ready and p.bound],
+            "ready_to_rs_ready": [rs_full[n] - p.ready for n, p in new_pods if p.ready is not None],
+        }
         cpu = {"create": c1 - c0, "change": c2 - c1, "abort": c3 - c2}
         return {
             "controller": ctl.label,
@@ -523,6 +535,7 @@ async def measure(run: Run, proc: ManagedProcess) -> dict[str, Any]:
             "abort_to_stable_full_s": summary([full[n] - aborted[n] for n in names]),
             "abort_to_stable_rs_sized_s": summary([rs_sized[n] - aborted[n] for n in names]),
             "abort_to_stable_rs_ready_s": summary([rs_full[n] - aborted[n] for n in names]),
+            "abort_stable_pods": {"count": len(new_pods)} | {k: summary(v) for k, v in stages.items() if v},
             "create_to_settled_s": summary([seen.reached["settled"][n] - created[n] for n in names]),
             "settle_s": {
                 "create": round(t_settled - min(created.values()), 1),

@@ -25,16 +25,31 @@ LATENCIES = [
 ]
 
 
+def latency_row(label: str, a: dict[str, float], m: dict[str, float]) -> str:
+    """p50 / p95 / max of both, and the p95 ratio (a floor under Argo's, some stages take ~0 s)."""
+
+    def cell(x: dict[str, float]) -> str:
+        return f"{x['p50']:.2f} / {x['p95']:.2f} / {x['max']:.2f}"
+
+    return f"| {label} | {cell(a)} | {cell(m)} | {m['p95'] / max(a['p95'], 0.001):.2f}x |"
+
+
 def rows(argo: dict[str, Any], ours: dict[str, Any]) -> list[str]:
     out = []
     for key, label in LATENCIES:
         if key not in argo or key not in ours:  # runs recorded before the figure existed
             continue
-        a, m = argo[key], ours[key]
-        out.append(
-            f"| {label} | {a['p50']:.2f} / {a['p95']:.2f} / {a['max']:.2f} "
-            f"| {m['p50']:.2f} / {m['p95']:.2f} / {m['max']:.2f} | {m['p95'] / a['p95']:.2f}x |"
-        )
+        out.append(latency_row(label, argo[key], ours[key]))
+    stages = [
+        ("rs_sized_to_created", "its ReplicaSet scaled -> pod created (ReplicaSet controller)"),
+        ("created_to_bound", "pod created -> bound to a node (scheduler)"),
+        ("bound_to_ready", "bound -> pod Ready (kwok)"),
+        ("ready_to_rs_ready", "pod Ready -> ReplicaSet 2/2 Ready (ReplicaSet controller)"),
+    ]
+    for key, label in stages:  # the abort's new stable pods, stage by stage
+        a, m = argo.get("abort_stable_pods", {}).get(key), ours.get("abort_stable_pods", {}).get(key)
+        if a and m:
+            out.append(latency_row(f"abort, stable's new pods: {label}", a, m))
     for phase in ("create", "change_to_half", "abort"):
         a, m = argo["settle_s"][phase], ours["settle_s"][phase]
         out.append(f"| all N settled: {phase} | {a:.1f} | {m:.1f} | {m / a:.2f}x |")
