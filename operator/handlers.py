@@ -28,6 +28,7 @@ from mlrollout.operator.analysis.metrics import AnalysisMetrics
 from mlrollout.operator.analysis.runner import AnalysisRunner
 from mlrollout.operator.applier import ServiceMemory, apply_plan
 from mlrollout.operator.children import LABEL_MD
+from mlrollout.operator.kopf_diffbase import SlimDiffBaseStorage
 from mlrollout.operator.kopf_index_release import install as release_index_toggles_of_stopped_watchers
 from mlrollout.operator.kube import Kube, api_client, children_obs, deployment_obs, pod_obs
 from mlrollout.operator.model import (
@@ -106,7 +107,8 @@ def runtime() -> Runtime:
 async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+    # kopf's own annotations storage, minus a deep copy of status and managedFields per event.
+    settings.persistence.diffbase_storage = SlimDiffBaseStorage(
         prefix=PREFIX, key="last-handled-configuration"
     )
     settings.posting.level = logging.WARNING  # our own Events carry the decisions
