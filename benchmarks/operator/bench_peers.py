@@ -95,8 +95,39 @@ class Controller:
     companion: Callable[[str], dict[str, Any]] | None = None
 
 
-def argo_manifest(name: str, version: str) -> dict[str, Any]:
+def argo_containers(version: str, like_ours: bool) -> list[dict[str, Any]]:
+    """The Rollout's container: bare, or (`like_ours`) exactly the one mlrollout's pods run, with
+    probes, env, volume mounts, security context and preStop sleep, so only the controller differs."""
+    if not like_ours:
+        return [
+            {
+                "name": "serve",
+                "image": "mlrollout/serving:bench",
+                "env": [{"name": "MODEL_VERSION", "value": version}],
+            }
+        ]
+    container = dict(ours_pod_spec(version)["containers"][0])
+    container["env"] = [*container["env"], {"name": "MODEL_VERSION", "value": version}]
+    return [container]
+
+
+def ours_pod_spec(version: str) -> dict[str, Any]:
+    """The pod spec mlrollout's operator builds for the bench's ModelDeployment at `version`."""
+    from mlrollout.operator import children
+    from mlrollout.operator.planner.work import DesiredDeployment
+    from mlrollout.operator.spec import parse_spec
+
+    md = {**md_manifest("bench", version), "metadata": {"name": "bench", "namespace": "bench", "uid": "u"}}
+    spec = parse_spec(md["spec"])
+    want = DesiredDeployment("bench-v", version, "file:///model", REPLICAS, "stable", revision="r")
+    pod: dict[str, Any] = children.deployment(md, spec, want)["spec"]["template"]["spec"]
+    return pod
+
+
+def argo_manifest(name: str, version: str, like_ours: bool = False) -> dict[str, Any]:
     labels = {"app": name}
+    pod: dict[str, Any] = dict(ours_pod_spec(version)) if like_ours else {}
+    pod["containers"] = argo_containers(version, like_ours)
     return {
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "Rollout",
@@ -104,18 +135,7 @@ def argo_manifest(name: str, version: str) -> dict[str, Any]:
         "spec": {
             "replicas": REPLICAS,
             "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "containers": [
-                        {
-                            "name": "serve",
-                            "image": "mlrollout/serving:bench",
-                            "env": [{"name": "MODEL_VERSION", "value": version}],
-                        }
-                    ]
-                },
-            },
+            "template": {"metadata": {"labels": labels}, "spec": pod},
             "strategy": {"canary": {"steps": [{"setWeight": 50}, {"pause": {}}, {"setWeight": 100}]}},
         },
     }
@@ -132,15 +152,9 @@ def argo_service(name: str) -> dict[str, Any]:
     }
 
 
-def argo_change(version: str) -> dict[str, Any]:
-    env = [{"name": "MODEL_VERSION", "value": version}]
-    return {
-        "spec": {
-            "template": {
-                "spec": {"containers": [{"name": "serve", "image": "mlrollout/serving:bench", "env": env}]}
-            }
-        }
-    }
+def argo_change(version: str, like_ours: bool = False) -> dict[str, Any]:
+    # A merge patch replaces the container list whole: send the whole container.
+    return {"spec": {"template": {"spec": {"containers": argo_containers(version, like_ours)}}}}
 
 
 def argo_build() -> Path:
@@ -180,7 +194,7 @@ def start_mlrollout(kubeconfig: Path, work: Path, tracking_uri: str) -> ManagedP
     return proc
 
 
-def controllers(*, argo_service_too: bool = True) -> dict[str, Controller]:
+def controllers(*, argo_service_too: bool = True, argo_pods_like_ours: bool = False) -> dict[str, Controller]:
     # Built (once, cached) before the cluster starts: a fresh machine has neither binary nor CRDs yet.
     argo_crds = sorted((argo_build() / "crds").glob("*.yaml"))
     if not argo_crds:
@@ -192,8 +206,8 @@ def controllers(*, argo_service_too: bool = True) -> dict[str, Controller]:
             version="v1alpha1",
             plural="rollouts",
             workload="replicasets",
-            manifest=argo_manifest,
-            change=argo_change,
+            manifest=lambda name, version: argo_manifest(name, version, argo_pods_like_ours),
+            change=lambda version: argo_change(version, argo_pods_like_ours),
             abort=lambda: {"status": {"abort": True}},
             abort_status=True,
             settled=lambda s: s.get("phase") == "Healthy",
@@ -579,12 +593,19 @@ def main() -> int:
         action="store_true",
         help="no Service beside each Rollout (runs before 2026-12-03 17:30 had none)",
     )
+    parser.add_argument(
+        "--argo-pods-like-ours",
+        action="store_true",
+        help="the Rollouts' pods get mlrollout's exact pod spec (probes, volumes, security context)",
+    )
     args = parser.parse_args()
     counts = args.count or [100, 500]
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     work = args.work = Path(tempfile.mkdtemp(prefix="mlrollout-peers-"))
     (work / "artifacts").mkdir()
-    ctls = controllers(argo_service_too=not args.no_argo_service)
+    ctls = controllers(
+        argo_service_too=not args.no_argo_service, argo_pods_like_ours=args.argo_pods_like_ours
+    )
     order = [args.only] if args.only else ["argo", "mlrollout"]
     # 2 pods per object, 3 during a step (a surge), 20% headroom; kwok nodes hold 110 pods each.
     nodes = max(3, -(-max(counts) * 3 * 12 // (110 * 10)))
@@ -622,6 +643,7 @@ def main() -> int:
                     result |= {
                         "round": r,
                         "service_per_object": key == "mlrollout" or not args.no_argo_service,
+                        "argo_pods_like_ours": args.argo_pods_like_ours,
                         "load_before": load_before,
                         "load_after": loadavg(),
                         "registry_cpu_s": round(tree_cpu_seconds(mlflow.pid) - m0, 1),

@@ -85,6 +85,8 @@ def main() -> None:
         loads += f"mlrollout {ours['load_before']} / {ours['load_after']}"
         service = {True: "a Service beside each Rollout", False: "no Service beside the Rollouts"}
         setup = service[bool(argo.get("service_per_object", False))]
+        if argo.get("argo_pods_like_ours"):
+            setup += "; the Rollouts' pods with mlrollout's pod spec"
         print(f"\nN = {count}, round {rnd} ({setup}); load average before / after: {loads}\n")
         print(f"| seconds (p50 / p95 / max) | {argo['controller']} | mlrollout | p95 ratio |")
         print("|---|---|---|---|")
