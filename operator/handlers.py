@@ -30,7 +30,14 @@ from mlrollout.operator.applier import ServiceMemory, apply_plan
 from mlrollout.operator.children import LABEL_MD
 from mlrollout.operator.kopf_diffbase import SlimDiffBaseStorage
 from mlrollout.operator.kopf_index_release import install as release_index_toggles_of_stopped_watchers
-from mlrollout.operator.kube import Kube, api_client, children_obs, deployment_obs, pod_obs
+from mlrollout.operator.kube import (
+    Kube,
+    api_client,
+    children_obs,
+    deployment_obs,
+    namespace_terminating,
+    pod_obs,
+)
 from mlrollout.operator.model import (
     Condition,
     DeploymentObs,
@@ -316,6 +323,8 @@ async def on_change(body: kopf.Body, **kwargs: Any) -> None:
     try:
         delay = await reconcile(body, Children.of_kwargs(kwargs), raise_invalid=True)
     except ApiException as exc:
+        if namespace_terminating(exc):
+            return  # the namespace and everything in it are being deleted
         raise kopf.TemporaryError(f"Kubernetes API: {exc.status} {exc.reason}", delay=2) from exc
     _wake(body["metadata"]["namespace"], body["metadata"]["name"], delay)
 
@@ -346,7 +355,15 @@ async def rollout_loop(
             try:
                 delay = await reconcile(body, children, raise_invalid=False)
                 st.next_delay = IDLE_SECONDS if delay is None else max(0.5, delay)
-            except (ApiException, OSError) as exc:
+            except ApiException as exc:
+                if namespace_terminating(exc):
+                    # Its children are being deleted with the namespace; re-creating them only fails.
+                    logger.info("namespace %s is being deleted: not re-creating its children", namespace)
+                    st.next_delay = IDLE_SECONDS
+                    continue
+                logger.warning("reconcile failed, retrying: %s", exc)
+                st.next_delay = 2.0
+            except OSError as exc:
                 logger.warning("reconcile failed, retrying: %s", exc)
                 st.next_delay = 2.0
     finally:

@@ -69,6 +69,18 @@ async def _raw(call: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -
     return dict(json.loads(data)) if data else {}
 
 
+def namespace_terminating(exc: ApiException) -> bool:
+    """The write was refused because its namespace is being deleted (the namespace controller is
+    removing everything in it, the ModelDeployment included): nothing to retry."""
+    if exc.status != 403 or not exc.body:
+        return False
+    try:
+        causes = (json.loads(exc.body).get("details") or {}).get("causes") or []
+    except (ValueError, AttributeError):
+        return False
+    return any(c.get("reason") == "NamespaceTerminating" for c in causes if isinstance(c, dict))
+
+
 def crash_looping(pod: Mapping[str, Any]) -> bool:
     for cs in (pod.get("status") or {}).get("containerStatuses") or []:
         waiting = (cs.get("state") or {}).get("waiting") or {}
