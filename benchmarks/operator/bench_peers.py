@@ -95,7 +95,7 @@ class Controller:
     companion: Callable[[str], dict[str, Any]] | None = None
 
 
-def argo_containers(version: str, like_ours: bool) -> list[dict[str, Any]]:
+def argo_containers(version: str, like_ours: bool, pod: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """The Rollout's container: bare, or (`like_ours`) exactly the one mlrollout's pods run, with
     probes, env, volume mounts, security context and preStop sleep, so only the controller differs."""
     if not like_ours:
@@ -106,7 +106,7 @@ def argo_containers(version: str, like_ours: bool) -> list[dict[str, Any]]:
                 "env": [{"name": "MODEL_VERSION", "value": version}],
             }
         ]
-    container = dict(ours_pod_spec(version)["containers"][0])
+    container = dict((pod or ours_pod_spec(version))["containers"][0])
     container["env"] = [*container["env"], {"name": "MODEL_VERSION", "value": version}]
     return [container]
 
@@ -127,7 +127,7 @@ def ours_pod_spec(version: str) -> dict[str, Any]:
 def argo_manifest(name: str, version: str, like_ours: bool = False) -> dict[str, Any]:
     labels = {"app": name}
     pod: dict[str, Any] = dict(ours_pod_spec(version)) if like_ours else {}
-    pod["containers"] = argo_containers(version, like_ours)
+    pod["containers"] = argo_containers(version, like_ours, pod)
     return {
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "Rollout",
@@ -196,9 +196,10 @@ def start_mlrollout(kubeconfig: Path, work: Path, tracking_uri: str) -> ManagedP
 
 def controllers(*, argo_service_too: bool = True, argo_pods_like_ours: bool = False) -> dict[str, Controller]:
     # Built (once, cached) before the cluster starts: a fresh machine has neither binary nor CRDs yet.
-    argo_crds = sorted((argo_build() / "crds").glob("*.yaml"))
+    argo_dir = argo_build()
+    argo_crds = sorted((argo_dir / "crds").glob("*.yaml"))
     if not argo_crds:
-        raise SystemExit(f"no Argo Rollouts CRDs under {argo_build()}/crds: see {ARGO_BUILD}")
+        raise SystemExit(f"no Argo Rollouts CRDs under {argo_dir}/crds: see {ARGO_BUILD}")
     return {
         "argo": Controller(
             label=f"Argo Rollouts {_argo_version()}",
