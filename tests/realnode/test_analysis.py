@@ -381,8 +381,18 @@ def test_a_regressor_canary_with_much_worse_live_rmse_is_rolled_back(
     assert rmse["value"] > rmse["stableValue"] + 40, rmse
     assert record["metrics"]["errorRate"]["verdict"] != "Failed", record["metrics"]["errorRate"]
     drift = record["metrics"]["inputDrift"]
+    # Never a pass. liveRMSE counts labels on whichever pod took them (by predicting version), so the
+    # rollback can come before Prometheus's first scrape of the canary's pods; then the gauge that says
+    # "no profile logged" is not there yet either (seen once in CI). Both reasons name the cause.
     assert drift["verdict"] == "Inconclusive", drift
-    assert "the canary version logged no training profile" in drift["reason"], drift
+    assert drift["value"] is None, drift
+    assert any(
+        reason in drift["reason"]
+        for reason in (
+            "the canary version logged no training profile",
+            "no training-profile gauge for the canary track (its pods not scraped)",
+        )
+    ), drift
     assert status["stable"]["version"] == regressors.good.version
     assert result.failed == 0, result.summary["failures"]
     assert result.by_version.get(regressors.poor.version, 0) > 0, result.by_version
