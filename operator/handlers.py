@@ -58,6 +58,7 @@ log = logging.getLogger("mlrollout.operator")
 
 IDLE_SECONDS = float(os.environ.get("MLROLLOUT_RESYNC_SECONDS", "60"))  # level-based resync when idle
 FINALIZER = "mlrollout.io/finalizer"
+QUIET_POD = (False, False, False)  # a pod's (Ready, crash-looping, unschedulable) before any is seen
 PREFIX = "mlrollout.io"
 
 
@@ -355,15 +356,12 @@ async def rollout_loop(
             try:
                 delay = await reconcile(body, children, raise_invalid=False)
                 st.next_delay = IDLE_SECONDS if delay is None else max(0.5, delay)
-            except ApiException as exc:
-                if namespace_terminating(exc):
+            except (ApiException, OSError) as exc:
+                if isinstance(exc, ApiException) and namespace_terminating(exc):
                     # Its children are being deleted with the namespace; re-creating them only fails.
                     logger.info("namespace %s is being deleted: not re-creating its children", namespace)
                     st.next_delay = IDLE_SECONDS
                     continue
-                logger.warning("reconcile failed, retrying: %s", exc)
-                st.next_delay = 2.0
-            except OSError as exc:
                 logger.warning("reconcile failed, retrying: %s", exc)
                 st.next_delay = 2.0
     finally:
@@ -403,12 +401,12 @@ async def on_child_pod(body: kopf.Body, type: str | None, **_: Any) -> None:
         return
     name = str(body["metadata"].get("name"))
     if type == "DELETED":
-        if st.pods.pop(name, (False, False, False)) != (False, False, False):
+        if st.pods.pop(name, QUIET_POD) != QUIET_POD:
             _wake_for_child(st)
         return
     obs = pod_obs(body)
     signals = (obs.ready, obs.crash_looping, obs.unschedulable)
-    if st.pods.get(name, (False, False, False)) == signals:
+    if st.pods.get(name, QUIET_POD) == signals:
         return
     st.pods[name] = signals
     _wake_for_child(st)
