@@ -383,9 +383,9 @@ def test_a_regressor_canary_with_much_worse_live_rmse_is_rolled_back(
     drift = record["metrics"]["inputDrift"]
     # Never a pass. liveRMSE counts labels on whichever pod took them (by predicting version), so the
     # rollback can come before Prometheus's first scrape of the canary's pods; then the gauge that says
-    # "no profile logged" is not there yet either (seen once in CI). Both reasons name the cause.
+    # "no profile logged" is not there yet either (two CI runs in a row). Both reasons name the cause.
     assert drift["verdict"] == "Inconclusive", drift
-    assert drift["value"] is None, drift
+    assert drift.get("value") is None, drift  # a null is dropped from the stored status
     assert any(
         reason in drift["reason"]
         for reason in (
