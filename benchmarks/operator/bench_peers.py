@@ -248,6 +248,7 @@ def _argo_version() -> str:
 class PodSeen:
     """One pod's path as the harness saw it: created (first event), bound to a node, first Ready."""
 
+    name: str
     replica_set: str
     added: float
     bound: float | None = None
@@ -274,15 +275,17 @@ class Seen:
     reached: dict[str, dict[str, float]] = field(default_factory=dict)
     predicates: dict[str, Callable[[Status], bool]] = field(default_factory=dict)
 
-    def on_pod(self, kind: str, pod: Any, now: float) -> None:
+    def on_pod(self, kind: str, pod: dict[str, Any], now: float) -> None:
         if kind == "DELETED":
             return
-        owners = [o.name for o in pod.metadata.owner_references or [] if o.kind == "ReplicaSet"]
-        seen = self.pods.setdefault(pod.metadata.name, PodSeen(owners[0] if owners else "", now))
-        if pod.spec.node_name and seen.bound is None:
+        meta = pod["metadata"]
+        owners = [o["name"] for o in meta.get("ownerReferences") or [] if o.get("kind") == "ReplicaSet"]
+        name = meta["name"]
+        seen = self.pods.setdefault(name, PodSeen(name, owners[0] if owners else "", now))
+        if (pod.get("spec") or {}).get("nodeName") and seen.bound is None:
             seen.bound = now
-        conds = (pod.status.conditions or []) if pod.status else []
-        if seen.ready is None and any(c.type == "Ready" and c.status == "True" for c in conds):
+        conds = (pod.get("status") or {}).get("conditions") or []
+        if seen.ready is None and any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds):
             seen.ready = now
 
     def on_status(self, name: str, status: Status, now: float) -> None:
@@ -299,6 +302,26 @@ class Seen:
                 self.reached[phase][name] = float("-inf")
 
 
+def dump_abort_pods(path: Path, namespace: str, pods: list[tuple[str, PodSeen]]) -> None:
+    """The abort's new stable pods with wall-clock times, to set beside the node's own log
+    (kwok_join.py): what the harness saw against when kwok patched each pod Ready."""
+    wall = time.time() - time.monotonic()
+    path.write_text(
+        json.dumps(
+            [
+                {
+                    "pod": f"{namespace}/{p.name}",
+                    "owner": owner,
+                    "added": p.added + wall,
+                    "bound": None if p.bound is None else p.bound + wall,
+                    "ready": None if p.ready is None else p.ready + wall,
+                }
+                for owner, p in pods
+            ]
+        )
+    )
+
+
 def mark(since: dict[str, float], name: str, now: float, holds: bool) -> None:
     """Keep the first time `holds` became true for name; forget it once it stops holding."""
     if holds:
@@ -307,21 +330,39 @@ def mark(since: dict[str, float], name: str, now: float, holds: bool) -> None:
         since.pop(name, None)
 
 
-async def follow(
-    stop: asyncio.Event, on_event: Callable[[str, Any, float], None], list_fn: Any, *args: Any
-) -> None:
-    """Feed every event of one watch to on_event (type, object, local time) until stop is set.
+class RawWatch(watch.Watch):
+    """A watch whose events carry the decoded JSON only: no model classes built per event."""
 
-    Each new stream resumes where the last ended: a fresh list would miss the deletions made between
-    two streams (a deleted canary is never listed again). 410 Gone and the like start over."""
-    w = watch.Watch()
+    def get_return_type(self, func: object) -> str:
+        return ""  # falsy: kubernetes_asyncio skips its typed deserialization
+
+
+async def follow(
+    stop: asyncio.Event,
+    on_event: Callable[[str, dict[str, Any], float], None],
+    list_fn: Any,
+    *args: Any,
+    typed: bool = False,
+) -> None:
+    """Feed every event of one watch to on_event (type, object as a dict, local time) until stop is set.
+
+    The harness shares the 2 cores with what it measures, and kubernetes_asyncio's typed events cost a
+    JSON round trip and a model tree per event (more per run for a Deployment workload, which adds a
+    watch): `typed` keeps that cost only to compare with it. Each new stream resumes where the last
+    ended: a fresh list would miss the deletions made between two streams (a deleted canary is never
+    listed again). 410 Gone and the like start over."""
+
+    def new() -> watch.Watch:
+        return watch.Watch() if typed else RawWatch()
+
+    w = new()
     while not stop.is_set():
         try:
             resume: dict[str, str] = {"resource_version": w.resource_version} if w.resource_version else {}
             async for ev in w.stream(list_fn, *args, timeout_seconds=60, **resume):
-                on_event(ev["type"], ev["object"], time.monotonic())
+                on_event(ev["type"], ev["raw_object"], time.monotonic())
         except ApiException:
-            w = watch.Watch()
+            w = new()
             await asyncio.sleep(0.2)
         except (TimeoutError, OSError):
             await asyncio.sleep(0.2)
@@ -344,6 +385,7 @@ class Run:
     namespace: str
     limit_s: float
     work: Path
+    typed_watches: bool = False
 
 
 def run_one(
@@ -369,7 +411,8 @@ def run_one(
         ]
         profiler = subprocess.Popen([*argv, "--nonblocking", "--output", str(out)], stdout=subprocess.DEVNULL)
     try:
-        return asyncio.run(measure(Run(ctl, count, args.rate, kubeconfig, ns, args.limit, args.work), proc))
+        run = Run(ctl, count, args.rate, kubeconfig, ns, args.limit, args.work, args.typed_watches)
+        return asyncio.run(measure(run, proc))
     finally:
         # The namespace goes while its controller still runs: mlrollout's finalizers need it.
         subprocess.run(
@@ -397,42 +440,45 @@ async def measure(run: Run, proc: ManagedProcess) -> dict[str, Any]:
         apps.list_namespaced_deployment if ctl.workload == "deployments" else apps.list_namespaced_replica_set
     )
 
-    def on_workload(kind: str, obj: Any, now: float) -> None:
-        name = obj.metadata.name
+    def on_workload(kind: str, obj: dict[str, Any], now: float) -> None:
+        name = obj["metadata"]["name"]
+        replicas = (obj.get("spec") or {}).get("replicas") or 0
         seen.workload_added.setdefault(name, now)
-        if kind == "DELETED" or (obj.spec.replicas or 0) == 0:
+        if kind == "DELETED" or replicas == 0:
             seen.workload_zero.setdefault(name, now)
         else:
             seen.workload_zero.pop(name, None)
-        sized = kind != "DELETED" and obj.spec.replicas == REPLICAS
-        ready = (obj.status.ready_replicas or 0) if obj.status else 0
+        sized = kind != "DELETED" and replicas == REPLICAS
+        ready = (obj.get("status") or {}).get("readyReplicas") or 0
         mark(seen.workload_sized, name, now, sized)
         mark(seen.workload_full, name, now, sized and ready == REPLICAS)
         if ctl.workload == "replicasets":
             mark(seen.rs_sized, name, now, sized)
             mark(seen.rs_full, name, now, sized and ready == REPLICAS)
 
-    def on_replica_set(kind: str, obj: Any, now: float) -> None:
+    def on_replica_set(kind: str, obj: dict[str, Any], now: float) -> None:
         """For Deployment workloads: each one's ReplicaSet, by its owner's name."""
-        owners = [o.name for o in obj.metadata.owner_references or [] if o.kind == "Deployment"]
+        meta = obj["metadata"]
+        owners = [o["name"] for o in meta.get("ownerReferences") or [] if o.get("kind") == "Deployment"]
         if not owners:
             return
-        seen.rs_workload[obj.metadata.name] = owners[0]
-        sized = kind != "DELETED" and obj.spec.replicas == REPLICAS
-        ready = (obj.status.ready_replicas or 0) if obj.status else 0
+        seen.rs_workload[meta["name"]] = owners[0]
+        sized = kind != "DELETED" and (obj.get("spec") or {}).get("replicas") == REPLICAS
+        ready = (obj.get("status") or {}).get("readyReplicas") or 0
         mark(seen.rs_sized, owners[0], now, sized)
         mark(seen.rs_full, owners[0], now, sized and ready == REPLICAS)
 
-    def on_object(_kind: str, obj: Any, now: float) -> None:
+    def on_object(_kind: str, obj: dict[str, Any], now: float) -> None:
         seen.on_status(obj["metadata"]["name"], obj.get("status") or {}, now)
 
+    typed = run.typed_watches
     watches = [
-        follow(stop, on_workload, list_workloads, ns),
+        follow(stop, on_workload, list_workloads, ns, typed=typed),
         follow(stop, on_object, custom.list_namespaced_custom_object, ctl.group, ctl.version, ns, ctl.plural),
-        follow(stop, seen.on_pod, core.list_namespaced_pod, ns),
+        follow(stop, seen.on_pod, core.list_namespaced_pod, ns, typed=typed),
     ]
     if ctl.workload == "deployments":
-        watches.append(follow(stop, on_replica_set, apps.list_namespaced_replica_set, ns))
+        watches.append(follow(stop, on_replica_set, apps.list_namespaced_replica_set, ns, typed=typed))
 
     async def sample_rss() -> None:
         while not stop.is_set():
@@ -538,6 +584,7 @@ async def measure(run: Run, proc: ManagedProcess) -> dict[str, Any]:
             "ready_to_rs_ready": [rs_full[n] - p.ready for n, p in new_pods if p.ready is not None],
         }
         cpu = {"create": c1 - c0, "change": c2 - c1, "abort": c3 - c2}
+        dump_abort_pods(work / f"abort-pods-{ns}.json", ns, new_pods)
         return {
             "controller": ctl.label,
             "count": count,
@@ -589,6 +636,11 @@ def main() -> int:
     parser.add_argument("--limit", type=float, default=900.0, help="seconds each phase may take")
     parser.add_argument("--py-spy", action="store_true", help="record mlrollout's stacks (py-spy, raw)")
     parser.add_argument("--out", type=Path, help="append each run's JSON line here")
+    parser.add_argument(
+        "--typed-watches",
+        action="store_true",
+        help="the harness builds kubernetes_asyncio's model objects per event (its old, costlier way)",
+    )
     parser.add_argument(
         "--no-argo-service",
         action="store_true",
@@ -645,6 +697,7 @@ def main() -> int:
                         "round": r,
                         "service_per_object": key == "mlrollout" or not args.no_argo_service,
                         "argo_pods_like_ours": args.argo_pods_like_ours,
+                        "typed_watches": args.typed_watches,
                         "load_before": load_before,
                         "load_after": loadavg(),
                         "registry_cpu_s": round(tree_cpu_seconds(mlflow.pid) - m0, 1),
