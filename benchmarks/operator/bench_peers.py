@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -302,6 +303,29 @@ class Seen:
                 self.reached[phase][name] = float("-inf")
 
 
+def apiserver_writes(kubeconfig: Path) -> dict[str, int]:
+    """The apiserver's count of served writes so far, by verb and resource (its /metrics), to count
+    what a phase asked of it and of etcd; every client's, the node's and controllers' included."""
+    text = subprocess.run(
+        ["kubectl", f"--kubeconfig={kubeconfig}", "get", "--raw", "/metrics"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    out: dict[str, int] = {}
+    for line in text.splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
+        if labels.get("verb") not in {"POST", "PUT", "PATCH", "DELETE", "APPLY"}:
+            continue
+        key = f"{labels['verb']} {labels.get('resource', '')}" + (
+            f"/{labels['subresource']}" if labels.get("subresource") else ""
+        )
+        out[key] = out.get(key, 0) + int(float(line.rsplit(" ", 1)[1]))
+    return out
+
+
 def dump_abort_pods(path: Path, namespace: str, pods: list[tuple[str, PodSeen]]) -> None:
     """The abort's new stable pods with wall-clock times, to set beside the node's own log
     (kwok_join.py): what the harness saw against when kwok patched each pod Ready."""
@@ -551,6 +575,7 @@ async def measure(run: Run, proc: ManagedProcess) -> dict[str, Any]:
         for w in stable.values():  # at the 50% step the stable runs 1 of 2 (both controllers)
             seen.workload_sized.pop(w, None)
             seen.rs_sized.pop(w, None)
+        writes0 = apiserver_writes(kubeconfig)
         aborted = await paced(names, lambda n: patch(n, ctl.abort(), status=ctl.abort_status))
         deadline = time.monotonic() + limit_s
         while any(
@@ -568,6 +593,7 @@ async def measure(run: Run, proc: ManagedProcess) -> dict[str, Any]:
         rs_sized = {n: max(seen.rs_sized.get(stable[n], rs_full[n]), aborted[n]) for n in names}
         sized = {n: max(seen.workload_sized.get(stable[n], full[n]), aborted[n]) for n in names}
         c3 = cpu_seconds(proc.pid)
+        writes = {k: v - writes0.get(k, 0) for k, v in apiserver_writes(kubeconfig).items()}
         # The abort's new stable pods, stage by stage: which part of the control plane the time sits in
         # (ReplicaSet controller: scaled -> pod created; scheduler: -> bound; node: -> Ready).
         workload_of = (lambda rs: rs) if ctl.workload == "replicasets" else seen.rs_workload.get
@@ -610,6 +636,8 @@ async def measure(run: Run, proc: ManagedProcess) -> dict[str, Any]:
                 "end": round(rss_mb(proc.pid), 1),
             },
             "cpu_s": {k: round(v, 1) for k, v in cpu.items()} | {"total": round(sum(cpu.values()), 1)},
+            # every client's writes the apiserver served from the abort's first write to all settled
+            "abort_writes": {k: v for k, v in sorted(writes.items(), key=lambda kv: -kv[1]) if v > 0},
         }
     finally:
         stop.set()
