@@ -14,6 +14,8 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+from bench_operator import pct  # the percentile the peers' tables use
+
 
 def kwok_patches(log: Path) -> dict[str, float]:
     """Pod (namespace/name) -> the time of kwok's last status patch of it (its Ready one)."""
@@ -29,11 +31,6 @@ def kwok_patches(log: Path) -> dict[str, float]:
             head, _, frac = stamp.partition(".")
             out[rec["pod"]] = datetime.fromisoformat(f"{head}.{(frac + '000000')[:6]}+00:00").timestamp()
     return out
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def main(logs: Path) -> int:
