@@ -50,9 +50,18 @@ def rows(argo: dict[str, Any], ours: dict[str, Any]) -> list[str]:
         a, m = argo.get("abort_stable_pods", {}).get(key), ours.get("abort_stable_pods", {}).get(key)
         if a and m:
             out.append(latency_row(f"abort, stable's new pods: {label}", a, m))
+    for phase in ("create", "change", "abort"):  # the harness's own writes (runs since 2026-12-07)
+        a, m = argo.get("harness_write_s", {}).get(phase), ours.get("harness_write_s", {}).get(phase)
+        if a and m:
+            out.append(latency_row(f"the harness's {phase} write, round trip", a, m))
     for phase in ("create", "change_to_half", "abort"):
         a, m = argo["settle_s"][phase], ours["settle_s"][phase]
         out.append(f"| all N settled: {phase} | {a:.1f} | {m:.1f} | {m / a:.2f}x |")
+    for phase in ("create", "change", "abort"):
+        a, m = argo.get("wave_s", {}).get(phase), ours.get("wave_s", {}).get(phase)
+        if a and m:
+            label = f"the harness's {phase} wave, first to last write"
+            out.append(f"| {label} | {a:.1f} | {m:.1f} | {m / a:.2f}x |")
     a, m = argo["rss_mb"]["peak"], ours["rss_mb"]["peak"]
     out.append(f"| RSS peak (MB) | {a:.0f} | {m:.0f} | {m / a:.2f}x |")
     a, m = argo["cpu_s"]["total"], ours["cpu_s"]["total"]
