@@ -32,6 +32,7 @@ from mlrollout.serving.errors import (
 )
 from mlrollout.serving.feedback import PredictionStore
 from mlrollout.serving.loading import name_and_version
+from mlrollout.serving.logs import AccessLog
 from mlrollout.serving.metrics import Identity, ServingMetrics, exposition
 from mlrollout.serving.model import LoadedModel
 from mlrollout.serving.request_ids import RequestIds
@@ -42,7 +43,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger("mlrollout.serving")
-access = logging.getLogger("mlrollout.access")
+ACCESS_LOG = AccessLog()
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 NEW_REQUEST_ID = RequestIds()
 INFER_PATH = re.compile(r"/v2/models/([^/]+)(?:/versions/([^/]+))?/infer")
@@ -163,7 +164,7 @@ class Dispatcher:
         if state.service is not None:
             state.service.metrics.request(endpoint, reply.status, elapsed)
         if state.config.log_requests:
-            access.info("%s %s %d %.2fms rid=%s", method, path, reply.status, elapsed * 1000, request_id)
+            ACCESS_LOG.write(method, path, reply.status, elapsed * 1000, request_id)
         return Outcome(reply.status, headers, reply.body)
 
 

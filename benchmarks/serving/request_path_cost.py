@@ -41,6 +41,7 @@ from mlrollout.serving.app import create_app  # noqa: E402
 from mlrollout.serving.auth import ApiKeys  # noqa: E402
 from mlrollout.serving.config import ServingConfig  # noqa: E402
 from mlrollout.serving.loading import load_model  # noqa: E402
+from mlrollout.serving.logs import ACCESS_LOGGER, ACCESS_MESSAGE, AccessLog  # noqa: E402
 from mlrollout.serving.service import _dump_predictions  # noqa: E402
 from prometheus_client import CollectorRegistry  # noqa: E402
 
@@ -97,7 +98,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=4000)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    access = logging.getLogger("mlrollout.access")
+    access = logging.getLogger(ACCESS_LOGGER)
+    access_log = AccessLog(access)
     # mlrollout-serve's own logging set-up (cached-second formatter, batched access log), to a null stream.
     logs.configure("INFO", stream=open(os.devnull, "w"))  # noqa: SIM115 - lives as long as the run
     from ceiling_app import app as ceiling
@@ -157,8 +159,11 @@ def main() -> None:
             "stage histograms (parse, predict, serialize)": lambda _: [
                 metrics.stage[s].observe(0.0001) for s in ("parse", "predict", "serialize")
             ],
-            "access-log line": lambda i: access.info(
-                "%s %s %d %.2fms rid=%s", "POST", "/invocations", 200, 0.5, str(i)
+            "access-log line (AccessLog: queued straight into the buffered handler)": lambda i: (
+                access_log.write("POST", "/invocations", 200, 0.5, str(i))
+            ),
+            "the same line through logging.Logger.info (before 2026-12-07)": lambda i: access.info(
+                ACCESS_MESSAGE, "POST", "/invocations", 200, 0.5, str(i)
             ),
             "API-key check": lambda _: keys.check(_Headers(f"Bearer {KEY}")),
         }

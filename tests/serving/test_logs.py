@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import TextIO
 
 import pytest
-from mlrollout.serving.logs import FORMAT, BufferedLineHandler, SecondCachedFormatter, flush_interval
+from mlrollout.serving.logs import (
+    ACCESS_MESSAGE,
+    FORMAT,
+    AccessLog,
+    BufferedLineHandler,
+    SecondCachedFormatter,
+    flush_interval,
+)
 
 
 def record(created: float, message: str = "POST /invocations 200 0.52ms rid=abc") -> logging.LogRecord:
@@ -118,3 +125,53 @@ def test_gunicorn_lines_still_carry_their_pid_after_configure() -> None:
     pid = done.stdout.strip()
     assert "Logging error" not in done.stderr, done.stderr
     assert f"[{pid}] [INFO] Worker exiting (pid: 7278)" in done.stderr, done.stderr
+
+
+def access_logger(stream: TextIO) -> tuple[logging.Logger, BufferedLineHandler]:
+    """A logger set up the way configure() sets up mlrollout.access (a fresh name: no global state)."""
+    handler = BufferedLineHandler(stream, interval=60)
+    handler.setFormatter(SecondCachedFormatter())
+    logger = logging.getLogger(f"test.access.{id(handler)}")
+    logger.handlers, logger.propagate = [handler], False
+    logger.setLevel(logging.INFO)
+    return logger, handler
+
+
+def test_the_access_line_is_the_one_logging_writes_without_going_through_logging(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stream = io.StringIO()
+    logger, handler = access_logger(stream)
+    for created in (1_790_000_000.0, 1_790_000_000.4567, 1_790_000_001.999):
+        monkeypatch.setattr(time, "time", lambda created=created: created)  # logging's clock and ours
+        logger.info(ACCESS_MESSAGE, "POST", "/invocations", 200, 0.5249, "rid-1")
+        with monkeypatch.context() as m:
+            m.setattr(logger, "info", lambda *a, **k: pytest.fail("took logging's path"))
+            AccessLog(logger).write("POST", "/invocations", 200, 0.5249, "rid-1")
+    handler.flush()
+    by_logging, direct = stream.getvalue().splitlines()[0::2], stream.getvalue().splitlines()[1::2]
+    assert direct == by_logging
+    assert direct[1].endswith(",456 INFO " + logger.name + " POST /invocations 200 0.52ms rid=rid-1")
+
+
+def test_a_set_up_of_the_users_own_goes_through_logging() -> None:
+    stream, theirs = io.StringIO(), io.StringIO()
+    logger, handler = access_logger(stream)
+    seen: list[str] = []
+
+    def keep(record: logging.LogRecord) -> bool:
+        seen.append(record.getMessage())
+        return True
+
+    logger.addFilter(keep)  # a filter of theirs sees every line
+    AccessLog(logger).write("POST", "/feedback", 400, 1.0, "a")
+    logger.removeFilter(keep)
+    logger.addHandler(logging.StreamHandler(theirs))  # so does a handler of theirs
+    AccessLog(logger).write("POST", "/feedback", 200, 1.0, "b")
+    logger.handlers = [handler]
+    logger.setLevel(logging.WARNING)  # and their level
+    AccessLog(logger).write("POST", "/feedback", 200, 1.0, "c")
+    handler.flush()
+    assert seen == ["POST /feedback 400 1.00ms rid=a"]
+    assert theirs.getvalue() == "POST /feedback 200 1.00ms rid=b\n"
+    assert [line.rsplit("rid=", 1)[1] for line in stream.getvalue().splitlines()] == ["a", "b"]
