@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 from collections.abc import Mapping
@@ -38,6 +39,7 @@ def gunicorn_options(env: Mapping[str, str]) -> dict[str, Any]:
         "proc_name": "mlrollout-serve",
         "control_socket_disable": True,  # a shared default path would clash between servers
         "child_exit": child_exit,
+        "pre_fork": pre_fork,
         "post_fork": post_fork,
         "worker_exit": worker_exit,
         "on_exit": on_exit,
@@ -71,6 +73,14 @@ def worker_exit(server: Any, worker: Any) -> None:
     from mlrollout.serving.logs import flush_access_log
 
     flush_access_log()  # the lines of the worker's last requests
+
+
+def pre_fork(server: Any, worker: Any) -> None:
+    # What the master holds (the preloaded model, numpy, scikit-learn, Flask: ~250k objects) lives as
+    # long as the workers: frozen, a worker's full collection no longer walks it (about 120 ms -> 1 ms
+    # here, a pause of every request in flight on that worker), and it is never written to by the
+    # collector, so its pages stay shared copy-on-write (the gc.freeze docs' advice for fork without exec).
+    gc.freeze()
 
 
 def post_fork(server: Any, worker: Any) -> None:

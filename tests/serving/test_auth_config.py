@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import pytest
@@ -69,3 +70,14 @@ def test_gunicorn_options() -> None:
     assert options["worker_class"] == "gthread"
     with pytest.raises(ConfigError, match="MLROLLOUT_WORKERS=0 must be >= 1"):
         gunicorn_options({"MLROLLOUT_WORKERS": "0"})
+
+
+def test_the_master_freezes_what_it_holds_before_each_fork() -> None:
+    """Workers then never walk the preloaded model's objects in a full collection (nor dirty them)."""
+    pre_fork = gunicorn_options({})["pre_fork"]
+    gc.unfreeze()
+    try:
+        pre_fork(None, None)
+        assert gc.get_freeze_count() > 1000
+    finally:
+        gc.unfreeze()
