@@ -78,8 +78,8 @@ def worker_exit(server: Any, worker: Any) -> None:
 def pre_fork(server: Any, worker: Any) -> None:
     # What the master holds (the preloaded model, numpy, scikit-learn, Flask: ~250k objects) lives as
     # long as the workers: frozen, a worker's full collection no longer walks it (about 120 ms -> 1 ms
-    # here, a pause of every request in flight on that worker), and it is never written to by the
-    # collector, so its pages stay shared copy-on-write (the gc.freeze docs' advice for fork without exec).
+    # here, a pause of every request in flight on that worker), and the collector never writes to it,
+    # which keeps its pages shared copy-on-write (the gc.freeze docs' advice for fork without exec).
     gc.freeze()
 
 
