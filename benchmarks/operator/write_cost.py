@@ -31,7 +31,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path[:0] = [str(HERE), str(ROOT / "hack"), str(ROOT / "tests")]
 
-from bench_peers import ARGO_BUILD, controllers  # noqa: E402
+from bench_peers import argo_build, controllers  # noqa: E402
 from local_cluster import LocalCluster  # noqa: E402
 
 NS = "writes"
@@ -124,11 +124,7 @@ def main() -> int:
     parser.add_argument("--writes", type=int, default=200, help="writes per case and round")
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
-    argo = Path(
-        subprocess.run(["bash", str(ARGO_BUILD)], check=True, capture_output=True, text=True).stdout.split()[
-            -1
-        ]
-    )
+    argo = argo_build()  # its CRDs (built first if this machine has none)
     work = Path(tempfile.mkdtemp(prefix="mlrollout-writes-"))
     cluster = LocalCluster(state=work / "cluster", nodes=1)
     cluster.up()
