@@ -3,7 +3,10 @@
 Each shard's pod ends with a report as its termination message (mlrollout-batch --report): its rows on
 success, the error naming the file, line and column on failure. The status sums the rows of the
 indexes the Job counts as completed (the last success of each index, so a retried index is counted
-once), and takes a failure's message from the failed pod's own report before the Job's reason."""
+once), and takes a failure's message from the failed pod's own report before the Job's reason. Each
+completed index's rows are kept in `shardRows` once read, so a finished pod deleted afterwards (by
+hand, or by pod garbage collection) does not take its rows out of the total; an index whose pod went
+before its report was read is named in the message rather than silently counted as 0 rows."""
 
 from __future__ import annotations
 
@@ -82,10 +85,13 @@ def batch_status(
         return _with_events(previous, status, events)
     done = indexes(job.completed_indexes)
     failed_indexes = indexes(job.failed_indexes)
-    rows = 0
+    shard_rows = {int(k): int(v) for k, v in (previous.get("shardRows") or {}).items() if int(k) in done}
     for index in done:
         reports = [p.report for p in pods if p.index == index and p.phase == "Succeeded"]
-        rows += max((int(r.get("rows", 0)) for r in reports), default=0)
+        if reports:
+            shard_rows[index] = max(int(r.get("rows", 0)) for r in reports)
+    rows = sum(shard_rows.values())
+    unread = sorted(done - shard_rows.keys())
     start = job.start_time
     end = job.completion_time or now
     seconds = (end - start).total_seconds() if start else 0.0
@@ -96,13 +102,22 @@ def batch_status(
         rows=rows,
         rowsPerSecond=round(rows / seconds, 1) if seconds > 0 else 0.0,
     )
+    if shard_rows:
+        status["shardRows"] = {str(i): shard_rows[i] for i in sorted(shard_rows)}
     if start:
         status["startTime"] = start.isoformat().replace("+00:00", "Z")
     complete, failed = job.condition("Complete"), job.condition("Failed")
     if complete:
         status["phase"] = "Succeeded"
         status["completionTime"] = end.isoformat().replace("+00:00", "Z")
-        status["message"] = f"{rows} rows in {seconds:.1f} s; manifest.json written by the last shard"
+        uncounted = (
+            f" (not counting shard(s) {unread}: their pods were deleted before their reports were read)"
+            if unread
+            else ""
+        )
+        status["message"] = (
+            f"{rows} rows in {seconds:.1f} s{uncounted}; manifest.json written by the last shard"
+        )
     elif failed:
         status["phase"] = "Failed"
         status["message"] = failure_message(failed, pods)

@@ -153,6 +153,31 @@ def test_a_retried_index_counts_once_and_says_so() -> None:
     assert again == status, "no change, no write"
 
 
+def test_a_finished_pod_deleted_later_keeps_its_rows() -> None:
+    running = job(active=1, completed_indexes="0")
+    first, _ = batch_status(
+        {"phase": "Running"}, shards=2, job_name="j", job=running, pods=[ok(0, 40)], now=NOW
+    )
+    assert first["shardRows"] == {"0": 40}
+    done = job(completed_indexes="0-1", conditions=(("Complete", "True", "", ""),), completion_time=NOW)
+    # Shard 0's pod is gone by the time the Job completes (deleted by hand, or garbage-collected).
+    status, _ = batch_status(first, shards=2, job_name="j", job=done, pods=[ok(1, 50)], now=NOW)
+    assert status["rows"] == 90
+    assert status["shardRows"] == {"0": 40, "1": 50}
+    assert status["message"].startswith("90 rows in 10.0 s;"), status["message"]
+
+
+def test_a_shard_whose_report_was_never_read_is_named_not_counted_as_zero() -> None:
+    done = job(completed_indexes="0-2", conditions=(("Complete", "True", "", ""),), completion_time=NOW)
+    status, _ = batch_status(
+        {"phase": "Running"}, shards=3, job_name="j", job=done, pods=[ok(0, 5), ok(2, 7)], now=NOW
+    )
+    assert status["rows"] == 12
+    assert status["shardRows"] == {"0": 5, "2": 7}
+    unread = "not counting shard(s) [1]: their pods were deleted before their reports were read"
+    assert unread in status["message"], status["message"]
+
+
 def test_completion() -> None:
     done = job(completed_indexes="0-1", conditions=(("Complete", "True", "", ""),), completion_time=NOW)
     status, events = batch_status(
