@@ -6,9 +6,13 @@ waiting: under `mlrollout-serve` to the pod's relay process as one datagram (sha
 a bounded queue of this process (`put_nowait`); either way a full hand-off drops the copy and counts
 it. Sender threads (the relay's, or this process' started lazily after fork: threads do not survive
 it) POST the copies with a timeout on every socket operation, so a slow, crashed or missing shadow
-costs the user nothing; its failures are counted by outcome. Each answered copy is compared row by
-row (shadow_compare.py); disagreements go into a bounded, recent sample (DisagreementLog) readable at
-`GET /shadow/disagreements` on any worker. Metric families and labels: METRICS.md."""
+costs the user nothing; its failures are counted by outcome. Until the shadow has answered this
+process once, a refused connection or an unknown name is `not_ready`, not a failure: the shadow pods
+are Ready before kube-proxy and DNS route their Service, and the stable pods may be told to mirror in
+between (those copies never reached the canary, so they say nothing about it). Each answered copy is
+compared row by row (shadow_compare.py); disagreements go into a bounded, recent sample
+(DisagreementLog) readable at `GET /shadow/disagreements` on any worker. Metric families and labels:
+METRICS.md."""
 
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ import math
 import os
 import queue
 import random
+import socket
 import threading
 import time
 from collections import deque
@@ -46,9 +51,14 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 log = logging.getLogger("mlrollout.serving.shadow")
 SHADOW_HEADER = "X-Mlrollout-Shadow"  # marks a copy: a pod never mirrors a copy again
-OUTCOMES = ("answered", "http_error", "unreadable", "timeout", "unreachable", "dropped")
+OUTCOMES = ("answered", "http_error", "unreadable", "timeout", "unreachable", "not_ready", "dropped")
+NOT_SENT = ("not_ready", "dropped")  # never reached the shadow: no part of its error rate
 REFRESH_SECONDS = 1.0  # how often settings are re-read and the disagreement sample written out
-BREAKER_SECONDS = 1.0  # after a copy met a timeout or no connection: fail copies fast this long
+# After this many copies in a row met a timeout or no connection, fail copies fast for a while: a dead
+# shadow shows in its error rate at the copy rate (not as a few timeouts and a queue of dropped
+# copies), while one slow answer stays one error instead of a second's worth of them.
+BREAKER_FAILURES = 3
+BREAKER_SECONDS = 1.0
 MAX_SAMPLE_FILES = 16  # per pod: the live workers' samples and a few of recycled ones
 
 
@@ -144,7 +154,7 @@ class DisagreementLog:
 
 
 class ShadowDown(Exception):
-    """A copy met a timeout or no connection (already counted): fail the next copies fast."""
+    """A copy met a timeout or no connection (already counted): a step towards failing copies fast."""
 
 
 class ShadowMirror:
@@ -178,6 +188,8 @@ class ShadowMirror:
         self._start_lock = threading.Lock()
         self._stopped = threading.Event()
         self._down_until = 0.0  # monotonic time until which copies fail fast (the shadow is down)
+        self._failures = 0  # copies in a row that met a timeout or no connection
+        self._routed: tuple[str, str, int] | None = None  # (version, host, port) that answered here
 
     # ------------------------------------------------------------------ request path
     @property
@@ -267,10 +279,9 @@ class ShadowMirror:
             if s is None:
                 continue  # shadow ended while the copy waited
             if time.monotonic() < self._down_until:
-                # The shadow just failed to answer: fail this copy fast instead of waiting out a
-                # timeout per copy, so a dead shadow shows in its error rate at the copy rate (rather
-                # than as a few timeouts and a queue full of dropped copies); one copy a second probes.
-                self.metrics.outcome(s.version, "unreachable")
+                # The shadow just failed copies in a row: fail this one fast instead of waiting out
+                # a timeout per copy (see BREAKER_FAILURES); one copy a second probes.
+                self.metrics.outcome(s.version, "unreachable" if self._answered(s) else "not_ready")
                 continue
             if conn is None or target != (s.host, s.port, s.timeout_seconds):
                 if conn is not None:
@@ -280,10 +291,12 @@ class ShadowMirror:
             try:
                 if not self._send(conn, copy, s):
                     conn.close()  # a fresh connection for the next copy
-                self._down_until = 0.0
+                self._down_until, self._failures = 0.0, 0
             except ShadowDown:
                 conn.close()
-                self._down_until = time.monotonic() + BREAKER_SECONDS
+                self._failures += 1
+                if self._failures >= BREAKER_FAILURES or not self._answered(s):
+                    self._down_until = time.monotonic() + BREAKER_SECONDS
             except Exception:
                 log.exception("shadow copy of request %s could not be compared", copy.request_id)
                 conn.close()
@@ -304,10 +317,16 @@ class ShadowMirror:
         except TimeoutError:
             self.metrics.outcome(s.version, "timeout")
             raise ShadowDown from None
+        except (ConnectionRefusedError, socket.gaierror):
+            # Refused by kube-proxy (a Service without routed endpoints) or an unknown name: a shadow
+            # that never answered here is not routed yet; one that did has gone.
+            self.metrics.outcome(s.version, "unreachable" if self._answered(s) else "not_ready")
+            raise ShadowDown from None
         except (OSError, ProtocolError):
             self.metrics.outcome(s.version, "unreachable")
             raise ShadowDown from None
         seconds = time.perf_counter() - t0
+        self._routed = (s.version, s.host, s.port)  # an HTTP answer: the Service routes to the shadow
         if response.status != 200:
             self.metrics.outcome(s.version, "http_error")
             return not response.will_close
@@ -323,6 +342,10 @@ class ShadowMirror:
         if disagree:
             self._record(copy, s, stable, shadow, verdicts)
         return not response.will_close
+
+    def _answered(self, s: ShadowSettings) -> bool:
+        """Whether this shadow (version, at this address) has answered this process before."""
+        return self._routed == (s.version, s.host, s.port)
 
     def _record(
         self, copy: Copy, s: ShadowSettings, stable: list[Any], shadow: list[Any], verdicts: list[bool]

@@ -267,10 +267,11 @@ def _shadow_builders(
     def stable(fn: str, metric: str, extra: tuple[str, ...]) -> str:
         return f"{fn}({metric}{selector(target, STABLE, names, extra)}[{window}])"
 
-    # A dropped copy is the stable pod's queue, not the canary; every other outcome but an answer is
+    # A dropped copy is the stable pod's queue and a not_ready one was refused before the canary's
+    # Service first routed to it: neither reached the canary. Every other outcome but an answer is
     # the canary failing a request the stable version answered (a 4xx included: stable took it).
-    sent = ', outcome!="dropped"'
-    failed = ', outcome!~"answered|dropped"'
+    sent = ', outcome!~"dropped|not_ready"'
+    failed = ', outcome!~"answered|dropped|not_ready"'
     return {
         **rows,
         Quantity.REQUESTS: lambda: (

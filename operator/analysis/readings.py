@@ -76,7 +76,10 @@ def _agreement(results: Results) -> dict[str, Reading]:
             result = s.labels.get("result", "")
             counts[result] = counts.get(result, 0.0) + max(0.0, s.value)
     if not counts:
-        problem = "no shadow comparisons in the window (no copies answered yet, or stable pods not scraped)"
+        problem = (
+            "no shadow comparisons in the window (no copies answered yet: the shadow Service not routing"
+            " to its pods, or the stable pods not scraped)"
+        )
         return {t: Reading(None, 0, problem) for t in TRACKS}
     total = sum(counts.values())
     share = counts.get("agree", 0.0) / total if total > 0 else None

@@ -50,12 +50,13 @@ def test_during_shadow_the_canary_side_of_error_rate_and_latency_is_the_copies()
     q = build_queries(SHADOW, [MetricKind.ERROR_RATE, MetricKind.LATENCY_P99_MS], 60)
     assert q[Quantity.REQUESTS] == (
         "sum by (track) (label_replace(sum (increase(mlrollout_shadow_requests_total{"
-        'namespace="shop", model_deployment="churn", shadow_version="7", outcome!="dropped"}[60s])), '
+        'namespace="shop", model_deployment="churn", shadow_version="7", '
+        'outcome!~"dropped|not_ready"}[60s])), '
         '"track", "canary", "", "") '
         'or increase(mlrollout_requests_total{namespace="shop", model_deployment="churn", track="stable", '
         'model_version="6", endpoint=~"invocations|infer"}[60s]))'
     )
-    assert 'outcome!~"answered|dropped"' in q[Quantity.ERRORS]
+    assert 'outcome!~"answered|dropped|not_ready"' in q[Quantity.ERRORS]
     assert "mlrollout_shadow" not in q[Quantity.CLIENT_ERRORS]  # the canary's 4xx are errors already
     assert "sum by (le) (rate(mlrollout_shadow_duration_seconds_bucket{" in q[Quantity.LATENCY_P99]
     assert "mlrollout_shadow_duration_seconds_count" in q[Quantity.LATENCY_COUNT]

@@ -6,6 +6,7 @@ check every user answer is the stable one."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -19,7 +20,7 @@ from typing import Any
 
 import numpy as np
 import requests
-from flask import Flask
+from flask import Flask, Response
 from mlrollout.serving.app import create_app
 from mlrollout.serving.auth import ApiKeys
 from mlrollout.serving.config import ServingConfig
@@ -66,7 +67,13 @@ def serve(app: Flask) -> Iterator[str]:
         yield f"http://127.0.0.1:{server.server_port}"
     finally:
         server.shutdown()
+        server.server_close()  # refuse connections from here on (not queue them unanswered)
         thread.join(WAIT)
+
+
+def close_connection(response: Response) -> Response:
+    response.headers["Connection"] = "close"
+    return response
 
 
 class Stable:
@@ -212,18 +219,21 @@ def test_inputs_are_recorded_only_when_allowed(tmp_path: Path) -> None:
         assert by_row[2]["input"] == {"x": 0.7, "y": 1.0}
 
 
-def test_a_missing_shadow_costs_the_user_nothing(tmp_path: Path) -> None:
-    # Port 9 (discard) on loopback: nothing listens, every copy is refused.
+def test_a_missing_shadow_costs_the_user_nothing_and_is_not_ready_not_failing(tmp_path: Path) -> None:
+    # Port 9 (discard) on loopback: nothing listens, every copy is refused. A shadow that never
+    # answered is not routed yet (its Service lags its Ready pods): not_ready, none of its error rate.
     with stable_server(tmp_path, "http://127.0.0.1:9") as stable:
         score(stable, 10)
         stable.wait_for(
-            "10 unreachable copies",
+            "10 not_ready copies",
             lambda: (
-                stable.count("mlrollout_shadow_requests_total", outcome="unreachable")
+                stable.count("mlrollout_shadow_requests_total", outcome="not_ready")
                 + stable.count("mlrollout_shadow_requests_total", outcome="dropped")
                 == 10
             ),
         )
+        assert stable.count("mlrollout_shadow_requests_total", outcome="not_ready") >= 1
+        assert stable.count("mlrollout_shadow_requests_total", outcome="unreachable") == 0
         assert stable.count("mlrollout_shadow_requests_total", outcome="answered") == 0
 
 
@@ -234,11 +244,11 @@ def test_a_blocked_shadow_never_holds_a_user_request(tmp_path: Path) -> None:
         with serve(app) as shadow_url, stable_server(tmp_path, shadow_url, timeoutMs=200) as stable:
             # The shadow answers nothing while the gate is shut; all 40 user requests are answered
             # by stable meanwhile, and every copy ends as dropped (queue full), timeout, or failed
-            # fast after a timeout (unreachable), none answered.
+            # fast after a timeout (not_ready: this shadow never answered), none answered.
             score(stable, 40)
 
             def failed() -> float:
-                outcomes = ("dropped", "timeout", "unreachable")
+                outcomes = ("dropped", "timeout", "not_ready")
                 return sum(stable.count("mlrollout_shadow_requests_total", outcome=o) for o in outcomes)
 
             stable.wait_for("every copy counted", lambda: failed() == 40)
@@ -248,16 +258,51 @@ def test_a_blocked_shadow_never_holds_a_user_request(tmp_path: Path) -> None:
         gate.set()
 
 
-def test_after_a_failed_copy_the_next_ones_fail_fast(tmp_path: Path) -> None:
-    # Nothing listens: the first copy is refused, the copies right after it are failed without a
+def test_a_shadow_that_answered_then_went_is_unreachable_and_fails_fast(tmp_path: Path) -> None:
+    # The shadow answers once (closing the connection), then stops listening: the copies after are
+    # refused, and once BREAKER_FAILURES of them in a row were, the next ones fail without a
     # connection attempt (so a dead shadow's error rate shows at the copy rate, not as drops).
-    with stable_server(tmp_path, "http://127.0.0.1:9") as stable:
-        score(stable, 6)
-        stable.wait_for(
-            "6 copies counted",
-            lambda: stable.count("mlrollout_shadow_requests_total", outcome="unreachable") == 6,
-        )
-        assert stable.count("mlrollout_shadow_requests_total", outcome="dropped") == 0
+    app, _ = shadow_app()
+    app.after_request(close_connection)
+    with contextlib.ExitStack() as shadow:
+        shadow_url = shadow.enter_context(serve(app))
+        with stable_server(tmp_path, shadow_url) as stable:
+            score(stable, 1)
+            stable.wait_for(
+                "the answer",
+                lambda: stable.count("mlrollout_shadow_requests_total", outcome="answered") == 1,
+            )
+            shadow.close()  # the shadow server stops and closes its socket
+            score(stable, 6)
+            stable.wait_for(
+                "6 unreachable copies",
+                lambda: stable.count("mlrollout_shadow_requests_total", outcome="unreachable") == 6,
+            )
+            assert stable.count("mlrollout_shadow_requests_total", outcome="dropped") == 0
+            assert stable.count("mlrollout_shadow_requests_total", outcome="not_ready") == 0
+
+
+def test_one_slow_answer_is_one_error_not_a_second_of_them(tmp_path: Path) -> None:
+    # The shadow answers, then one copy outlives the step's timeout, then it answers again. A single
+    # timeout must not fail the next copies fast (that takes BREAKER_FAILURES in a row).
+    gate = threading.Event()
+    gate.set()
+    app, _ = shadow_app(gate=gate)
+    answered = "mlrollout_shadow_requests_total"
+    try:
+        with serve(app) as shadow_url, stable_server(tmp_path, shadow_url, timeoutMs=200) as stable:
+            score(stable, 1)
+            stable.wait_for("the first answer", lambda: stable.count(answered, outcome="answered") == 1)
+            gate.clear()
+            score(stable, 1)
+            stable.wait_for("the timeout", lambda: stable.count(answered, outcome="timeout") == 1)
+            gate.set()
+            score(stable, 5)
+            stable.wait_for("5 more answers", lambda: stable.count(answered, outcome="answered") == 6)
+            for outcome in ("unreachable", "not_ready", "dropped"):
+                assert stable.count(answered, outcome=outcome) == 0, outcome
+    finally:
+        gate.set()
 
 
 def test_shadow_errors_are_counted_by_outcome(tmp_path: Path) -> None:
