@@ -92,6 +92,12 @@ class Stable:
             assert time.monotonic() < deadline, f"timed out after {WAIT}s waiting for {what}"
             time.sleep(0.02)
 
+    def copies(self, outcome: str) -> float:
+        return self.count("mlrollout_shadow_requests_total", outcome=outcome)
+
+    def wait_copies(self, n: int, outcome: str) -> None:
+        self.wait_for(f"{n} {outcome} copies", lambda: self.copies(outcome) == n)
+
 
 @contextmanager
 def stable_server(
@@ -268,18 +274,11 @@ def test_a_shadow_that_answered_then_went_is_unreachable_and_fails_fast(tmp_path
         shadow_url = shadow.enter_context(serve(app))
         with stable_server(tmp_path, shadow_url) as stable:
             score(stable, 1)
-            stable.wait_for(
-                "the answer",
-                lambda: stable.count("mlrollout_shadow_requests_total", outcome="answered") == 1,
-            )
+            stable.wait_copies(1, "answered")
             shadow.close()  # the shadow server stops and closes its socket
             score(stable, 6)
-            stable.wait_for(
-                "6 unreachable copies",
-                lambda: stable.count("mlrollout_shadow_requests_total", outcome="unreachable") == 6,
-            )
-            assert stable.count("mlrollout_shadow_requests_total", outcome="dropped") == 0
-            assert stable.count("mlrollout_shadow_requests_total", outcome="not_ready") == 0
+            stable.wait_copies(6, "unreachable")
+            assert stable.copies("dropped") == stable.copies("not_ready") == 0
 
 
 def test_one_slow_answer_is_one_error_not_a_second_of_them(tmp_path: Path) -> None:
@@ -288,19 +287,17 @@ def test_one_slow_answer_is_one_error_not_a_second_of_them(tmp_path: Path) -> No
     gate = threading.Event()
     gate.set()
     app, _ = shadow_app(gate=gate)
-    answered = "mlrollout_shadow_requests_total"
     try:
         with serve(app) as shadow_url, stable_server(tmp_path, shadow_url, timeoutMs=200) as stable:
             score(stable, 1)
-            stable.wait_for("the first answer", lambda: stable.count(answered, outcome="answered") == 1)
+            stable.wait_copies(1, "answered")
             gate.clear()
             score(stable, 1)
-            stable.wait_for("the timeout", lambda: stable.count(answered, outcome="timeout") == 1)
+            stable.wait_copies(1, "timeout")
             gate.set()
             score(stable, 5)
-            stable.wait_for("5 more answers", lambda: stable.count(answered, outcome="answered") == 6)
-            for outcome in ("unreachable", "not_ready", "dropped"):
-                assert stable.count(answered, outcome=outcome) == 0, outcome
+            stable.wait_copies(6, "answered")
+            assert stable.copies("unreachable") == stable.copies("not_ready") == stable.copies("dropped") == 0
     finally:
         gate.set()
 
