@@ -73,8 +73,17 @@ def shadow_record(sc: Scenario, version: ModelVersionInfo, timeout: float = 240)
     return analysis_of(sc.wait("an agreement measurement", measured, timeout), version)
 
 
+def copies_by_outcome(prometheus: Any, sc: Scenario) -> dict[str, float]:
+    """Every copy the stable pods sent this rollout's shadow, by outcome, as real Prometheus scraped
+    the pods' counters (the pods may be gone: the last value of each series in the last 10 min)."""
+    selector = f'namespace="{sc.namespace}", model_deployment="{sc.md.name}"'
+    query = f"sum by (outcome) (max_over_time(mlrollout_shadow_requests_total{{{selector}}}[10m]))"
+    data = prometheus.api("/api/v1/query", {"query": query})
+    return {r["metric"]["outcome"]: float(r["value"][1]) for r in data["result"]}
+
+
 def test_an_identical_canary_passes_shadow_with_agreement_near_one(
-    scenario: Any, versions: Versions, labelled_rows: list[dict[str, Any]]
+    scenario: Any, versions: Versions, labelled_rows: list[dict[str, Any]], kube_prometheus: Any
 ) -> None:
     sc = scenario("same")
     sc.start_stable(versions.good, model=MODEL, steps=steps(25), metrics=SHADOW_METRICS)
@@ -87,7 +96,11 @@ def test_an_identical_canary_passes_shadow_with_agreement_near_one(
         lambda s: (s.get("stable") or {}).get("version") == versions.same.version and not s.get("canary"),
     )
     result = sc.stop_load()
-    print(f"\n[shadow] identical canary: {json.dumps(record['metrics'])}; load {result.summary}")
+    outcomes = copies_by_outcome(kube_prometheus, sc)
+    print(
+        f"\n[shadow] identical canary: {json.dumps(record['metrics'])}; load {result.summary}; "
+        f"copies by outcome {outcomes}"
+    )
 
     agreement = record["metrics"]["agreement"]
     assert agreement["verdict"] == "Passed", record
@@ -98,6 +111,7 @@ def test_an_identical_canary_passes_shadow_with_agreement_near_one(
     assert during.get("weight", 0) == 0
     assert status["phase"] == "Promoted", status["message"]
     assert result.failed == 0, result.summary["failures"]
+    assert outcomes.get("answered", 0) >= 1, outcomes
 
 
 def test_a_shuffled_labels_canary_fails_shadow_and_no_user_ever_saw_it(
