@@ -52,7 +52,6 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 log = logging.getLogger("mlrollout.serving.shadow")
 SHADOW_HEADER = "X-Mlrollout-Shadow"  # marks a copy: a pod never mirrors a copy again
 OUTCOMES = ("answered", "http_error", "unreadable", "timeout", "unreachable", "not_ready", "dropped")
-NOT_SENT = ("not_ready", "dropped")  # never reached the shadow: no part of its error rate
 REFRESH_SECONDS = 1.0  # how often settings are re-read and the disagreement sample written out
 # After this many copies in a row met a timeout or no connection, fail copies fast for a while: a dead
 # shadow shows in its error rate at the copy rate (not as a few timeouts and a queue of dropped
