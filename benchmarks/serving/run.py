@@ -28,6 +28,8 @@ API_KEY = "bench-key"
 SCENARIOS = [(1, 1), (1, 16), (100, 1), (100, 16)]  # (rows per request, concurrent clients)
 CEILING = "ceiling: no model, mlrollout's gunicorn settings"
 MINIMAL_NUMPY = "minimal Flask + numpy, mlrollout's gunicorn settings"
+# DESIGN.md's anchor: the numpy endpoint as people run it (gunicorn's defaults, sync workers).
+MINIMAL_NUMPY_PLAIN = "minimal Flask + numpy, gunicorn -w 2"
 
 
 @dataclass
@@ -334,6 +336,20 @@ def server_commands(
             {"MODEL_DIR": model["source"]},
             SCENARIOS,
         ),
+        MINIMAL_NUMPY_PLAIN: (
+            [
+                str(BIN / "gunicorn"),
+                "-w",
+                "2",
+                "-b",
+                "127.0.0.1:{port}",
+                "--no-control-socket",
+                "minimal_numpy_app:app",
+            ],
+            "/ping",
+            {"MODEL_DIR": model["source"]},
+            [(1, 1), (1, 16)],
+        ),
         MINIMAL_NUMPY: (
             [sys.executable, "-P", str(Path(__file__).parent / "minimal_numpy_app.py")],
             "/ping",
@@ -432,6 +448,11 @@ def report(
     checks = [
         ("1-row, 16 clients: throughput vs mlflow models serve", ratio((ours, 1, 16), (mlflow, 1, 16)), 25.0),
         ("1-row, 16 clients: throughput vs minimal Flask", ratio((ours, 1, 16), (minimal, 1, 16)), 1.5),
+        (
+            "1-row, 16 clients: throughput vs minimal Flask + numpy, gunicorn -w 2 (DESIGN.md)",
+            ratio((ours, 1, 16), (MINIMAL_NUMPY_PLAIN, 1, 16)),
+            2.5,
+        ),
         (
             "1-row, 16 clients: throughput vs minimal Flask + numpy (same gunicorn settings)",
             ratio((ours, 1, 16), (MINIMAL_NUMPY, 1, 16)),
