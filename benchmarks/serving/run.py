@@ -282,6 +282,11 @@ def write_bodies(work: Path, model: dict[str, Any]) -> dict[int, Path]:
     return bodies
 
 
+def plain_gunicorn(app: str) -> list[str]:
+    """A minimal app as people run it: gunicorn's defaults (sync workers), 2 of them."""
+    return [str(BIN / "gunicorn"), "-w", "2", "-b", "127.0.0.1:{port}", "--no-control-socket", app]
+
+
 def server_commands(
     model: dict[str, Any], work: Path
 ) -> dict[str, tuple[list[str], str, dict[str, str], list]]:
@@ -323,29 +328,13 @@ def server_commands(
             SCENARIOS,
         ),
         "minimal Flask+gunicorn (2 workers)": (
-            [
-                str(BIN / "gunicorn"),
-                "-w",
-                "2",
-                "-b",
-                "127.0.0.1:{port}",
-                "--no-control-socket",
-                "minimal_app:app",
-            ],
+            plain_gunicorn("minimal_app:app"),
             "/ping",
             {"MODEL_DIR": model["source"]},
             SCENARIOS,
         ),
         MINIMAL_NUMPY_PLAIN: (
-            [
-                str(BIN / "gunicorn"),
-                "-w",
-                "2",
-                "-b",
-                "127.0.0.1:{port}",
-                "--no-control-socket",
-                "minimal_numpy_app:app",
-            ],
+            plain_gunicorn("minimal_numpy_app:app"),
             "/ping",
             {"MODEL_DIR": model["source"]},
             [(1, 1), (1, 16)],
